@@ -1,0 +1,38 @@
+"""Models: architectures, interpolation baselines, the registry, cards and weights I/O."""
+
+from __future__ import annotations
+
+from .architectures import EDSR, ESPCN, SRCNN, Interpolator, SRModule
+from .card import DOMAINS, ModelCard
+from .registry import (
+    ARCHITECTURES,
+    BASELINES,
+    SHIPPED,
+    ModelNotFoundError,
+    build_model,
+    list_models,
+    load_model,
+    make_baseline,
+)
+from .weights import WeightsError, read_weights, save_model
+
+__all__ = [
+    "ARCHITECTURES",
+    "BASELINES",
+    "DOMAINS",
+    "EDSR",
+    "ESPCN",
+    "SHIPPED",
+    "SRCNN",
+    "Interpolator",
+    "ModelCard",
+    "ModelNotFoundError",
+    "SRModule",
+    "WeightsError",
+    "build_model",
+    "list_models",
+    "load_model",
+    "make_baseline",
+    "read_weights",
+    "save_model",
+]

@@ -1,0 +1,295 @@
+"""Super-resolution networks, each in 2D and 3D, any channel count, integer per-axis scales.
+
+Every network maps a low-resolution tensor ``(N, C, *S)`` to ``(N, C, *(S * scale))`` and
+reports ``receptive_radius``: per spatial axis, how many input pixels each side an output
+pixel can depend on. Tiled inference uses it as the halo that makes tiling exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import (
+    PolyphaseUpsample,
+    expand_per_axis,
+    interpolation_radius,
+    pixel_shuffle_nd,
+    same_conv,
+)
+
+
+class SRModule(nn.Module):
+    """Base class: records the hyperparameters that rebuild the network.
+
+    Attributes:
+        arch_name: registry key of the architecture.
+        dims: spatial dimensions, 2 or 3.
+        channels: channel count in and out (0 = any, for interpolation).
+        scale: integer factor per spatial axis.
+        receptive_radius: per axis, input pixels each side an output pixel depends on.
+        card: the model card, set by the loader (``None`` for a freshly built network).
+    """
+
+    arch_name = ""
+    flexible_scale = False  # True for interpolation: any scale at call time
+
+    def __init__(self, dims: int, channels: int, scale: int | Sequence[int]):
+        super().__init__()
+        if dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {dims}")
+        if channels < 0:
+            raise ValueError(f"channels must be >= 0, got {channels}")
+        self.dims = dims
+        self.channels = channels
+        self.scale = expand_per_axis(scale, dims, "scale")
+        if any(s < 1 for s in self.scale):
+            raise ValueError(f"scale factors must be >= 1, got {self.scale}")
+        self.card = None
+        self._hparams: dict[str, Any] = {}
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-ready) that rebuild this network."""
+        return {
+            "dims": self.dims,
+            "channels": self.channels,
+            "scale": list(self.scale),
+            **self._hparams,
+        }
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _hr_radius_in_lr(hr_radius: int, scale: Sequence[int]) -> tuple[int, ...]:
+    """Input-pixel reach of ``hr_radius`` output pixels, per axis (rounded up, plus one)."""
+    return tuple(math.ceil(hr_radius / s) + 1 for s in scale)
+
+
+class Interpolator(SRModule):
+    """An interpolation baseline as a module: ``nearest``, ``bicubic``, ``lanczos``, ``bspline``.
+
+    It has no parameters and accepts any channel count; ``with_scale`` gives a copy with
+    another factor, which is how ``upscale(..., scale=s)`` uses it.
+    """
+
+    flexible_scale = True
+
+    def __init__(self, kind: str, dims: int = 2, scale: int | Sequence[int] = 2, channels: int = 0):
+        super().__init__(dims, channels, scale)
+        self.arch_name = kind
+        self.kind = kind
+        self.upsample = PolyphaseUpsample(kind, self.scale)
+        self._hparams = {"kind": kind}
+
+    def with_scale(self, scale: int | Sequence[int], dims: int | None = None) -> Interpolator:
+        """The same interpolation at another scale or dimensionality."""
+        dims = self.dims if dims is None else dims
+        clone = Interpolator(self.kind, dims=dims, scale=scale, channels=self.channels)
+        clone.card = self.card
+        return clone
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        r = interpolation_radius(self.kind)
+        return tuple(r if s > 1 else 0 for s in self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.upsample(x)
+
+
+class SRCNN(SRModule):
+    """SRCNN as in the seed: bicubic upsampling, then conv 5→64, ReLU, 3→32, ReLU, 5→C.
+
+    Args:
+        dims: 2 or 3.
+        channels: image channels in and out.
+        scale: factor per axis (int or sequence).
+        kernels: the three kernel sizes (default ``(5, 3, 5)``; the paper's 9-1-5 is
+            ``(9, 1, 5)``).
+        widths: feature counts of the first two layers (default ``(64, 32)``).
+    """
+
+    arch_name = "srcnn"
+
+    def __init__(
+        self,
+        dims: int = 2,
+        channels: int = 1,
+        scale: int | Sequence[int] = 3,
+        kernels: Sequence[int] = (5, 3, 5),
+        widths: Sequence[int] = (64, 32),
+    ):
+        super().__init__(dims, channels, scale)
+        kernels, widths = tuple(kernels), tuple(widths)
+        if len(kernels) != 3 or len(widths) != 2:
+            raise ValueError(f"SRCNN needs 3 kernels and 2 widths, got {kernels} and {widths}")
+        self._hparams = {"kernels": list(kernels), "widths": list(widths)}
+        self.kernels = kernels
+        self.upsample = PolyphaseUpsample("bicubic", self.scale)
+        self.body = nn.Sequential(
+            same_conv(dims, channels, widths[0], kernels[0]),
+            nn.ReLU(inplace=True),
+            same_conv(dims, widths[0], widths[1], kernels[1]),
+            nn.ReLU(inplace=True),
+            same_conv(dims, widths[1], channels, kernels[2]),
+        )
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        hr = sum(k // 2 for k in self.kernels)
+        reach = _hr_radius_in_lr(hr, self.scale)
+        return tuple(r + interpolation_radius("bicubic") for r in reach)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.upsample(x))
+
+
+class ESPCN(SRModule):
+    """ESPCN: convolutions at low resolution, then a sub-pixel (pixel-shuffle) upsampler.
+
+    Args:
+        dims: 2 or 3.
+        channels: image channels in and out.
+        scale: factor per axis.
+        widths: feature counts of the hidden layers (default ``(64, 32)``).
+        kernels: kernel sizes, one per hidden layer plus the output layer
+            (default ``(5, 3, 3)``).
+        activation: ``"tanh"`` (the paper's) or ``"relu"``.
+        residual: add bicubic upsampling of the input to the output (global skip).
+    """
+
+    arch_name = "espcn"
+
+    def __init__(
+        self,
+        dims: int = 2,
+        channels: int = 1,
+        scale: int | Sequence[int] = 2,
+        widths: Sequence[int] = (64, 32),
+        kernels: Sequence[int] = (5, 3, 3),
+        activation: str = "tanh",
+        residual: bool = True,
+    ):
+        super().__init__(dims, channels, scale)
+        widths, kernels = tuple(widths), tuple(kernels)
+        if len(kernels) != len(widths) + 1:
+            raise ValueError(
+                f"ESPCN needs len(kernels) == len(widths) + 1, got {kernels}, {widths}"
+            )
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+        self._hparams = {
+            "widths": list(widths),
+            "kernels": list(kernels),
+            "activation": activation,
+            "residual": residual,
+        }
+        self.kernels = kernels
+        act = nn.Tanh if activation == "tanh" else nn.ReLU
+        layers: list[nn.Module] = []
+        cin = channels
+        for width, kernel in zip(widths, kernels):
+            layers += [same_conv(dims, cin, width, kernel), act()]
+            cin = width
+        layers.append(same_conv(dims, cin, channels * math.prod(self.scale), kernels[-1]))
+        self.body = nn.Sequential(*layers)
+        self.skip = PolyphaseUpsample("bicubic", self.scale) if residual else None
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        reach = sum(k // 2 for k in self.kernels)
+        skip = interpolation_radius("bicubic") if self.skip is not None else 0
+        return tuple(max(reach, skip) for _ in self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = pixel_shuffle_nd(self.body(x), self.scale)
+        if self.skip is not None:
+            out = out + self.skip(x)
+        return out
+
+
+class ResidualBlock(nn.Module):
+    """conv-ReLU-conv with a scaled identity skip (EDSR, no batch norm)."""
+
+    def __init__(self, dims: int, width: int, res_scale: float):
+        super().__init__()
+        self.body = nn.Sequential(
+            same_conv(dims, width, width, 3),
+            nn.ReLU(inplace=True),
+            same_conv(dims, width, width, 3),
+        )
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.res_scale * self.body(x)
+
+
+class EDSR(SRModule):
+    """EDSR-baseline-style residual network with a sub-pixel upsampler.
+
+    Args:
+        dims: 2 or 3.
+        channels: image channels in and out.
+        scale: factor per axis.
+        width: feature count (EDSR-baseline: 64).
+        depth: number of residual blocks (EDSR-baseline: 16).
+        res_scale: residual scaling inside blocks.
+        residual: add bicubic upsampling of the input to the output (global skip).
+    """
+
+    arch_name = "edsr"
+
+    def __init__(
+        self,
+        dims: int = 2,
+        channels: int = 1,
+        scale: int | Sequence[int] = 2,
+        width: int = 64,
+        depth: int = 16,
+        res_scale: float = 1.0,
+        residual: bool = True,
+    ):
+        super().__init__(dims, channels, scale)
+        if width < 1 or depth < 0:
+            raise ValueError(f"EDSR needs width >= 1 and depth >= 0, got {width}, {depth}")
+        self._hparams = {
+            "width": width,
+            "depth": depth,
+            "res_scale": res_scale,
+            "residual": residual,
+        }
+        self.depth = depth
+        self.head = same_conv(dims, channels, width, 3)
+        self.body = nn.Sequential(
+            *[ResidualBlock(dims, width, res_scale) for _ in range(depth)],
+            same_conv(dims, width, width, 3),
+        )
+        self.upsampler = same_conv(dims, width, width * math.prod(self.scale), 3)
+        self.tail = same_conv(dims, width, channels, 3)
+        self.skip = PolyphaseUpsample("bicubic", self.scale) if residual else None
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        lr = 1 + 2 * self.depth + 1 + 1  # head, blocks, body tail, upsampler conv
+        reach = tuple(lr + r for r in _hr_radius_in_lr(1, self.scale))  # tail conv at high res
+        skip = interpolation_radius("bicubic") if self.skip is not None else 0
+        return tuple(max(r, skip) for r in reach)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.head(x)
+        features = features + self.body(features)
+        out = self.tail(pixel_shuffle_nd(self.upsampler(features), self.scale))
+        if self.skip is not None:
+            out = out + self.skip(x)
+        return out
