@@ -118,6 +118,11 @@ class SRCNN(SRModule):
         kernels: the three kernel sizes (default ``(5, 3, 5)``; the paper's 9-1-5 is
             ``(9, 1, 5)``).
         widths: feature counts of the first two layers (default ``(64, 32)``).
+        init: ``"default"`` (PyTorch's) or ``"identity"``: one channel of each layer
+            starts as a centre tap carrying the (non-negative) input through both ReLUs,
+            and the last layer starts near zero elsewhere (std 1e-3, as in the paper), so
+            the untrained network already returns the bicubic image. The architecture is
+            unchanged; only the starting point differs.
     """
 
     arch_name = "srcnn"
@@ -129,12 +134,15 @@ class SRCNN(SRModule):
         scale: int | Sequence[int] = 3,
         kernels: Sequence[int] = (5, 3, 5),
         widths: Sequence[int] = (64, 32),
+        init: str = "default",
     ):
         super().__init__(dims, channels, scale)
         kernels, widths = tuple(kernels), tuple(widths)
+        if init not in ("default", "identity"):
+            raise ValueError(f"init must be 'default' or 'identity', got {init!r}")
         if len(kernels) != 3 or len(widths) != 2:
             raise ValueError(f"SRCNN needs 3 kernels and 2 widths, got {kernels} and {widths}")
-        self._hparams = {"kernels": list(kernels), "widths": list(widths)}
+        self._hparams = {"kernels": list(kernels), "widths": list(widths), "init": init}
         self.kernels = kernels
         self.upsample = PolyphaseUpsample("bicubic", self.scale)
         self.body = nn.Sequential(
@@ -144,6 +152,27 @@ class SRCNN(SRModule):
             nn.ReLU(inplace=True),
             same_conv(dims, widths[1], channels, kernels[2]),
         )
+        if init == "identity":
+            self._identity_init()
+
+    @torch.no_grad()
+    def _identity_init(self) -> None:
+        """Channel ``c`` of every layer carries input channel ``c`` unchanged."""
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d | nn.Conv3d)]
+        if min(m.out_channels for m in convs[:2]) < self.channels:
+            raise ValueError("identity init needs widths >= channels")
+        first, second, last = convs
+        for conv in (first, second):  # output channel c = input channel c, centre tap only
+            centre = tuple(k // 2 for k in conv.kernel_size)
+            for c in range(self.channels):
+                conv.weight[c].zero_()
+                conv.weight[(c, c, *centre)] = 1.0
+                conv.bias[c] = 0.0
+        nn.init.normal_(last.weight, std=1e-3)
+        nn.init.zeros_(last.bias)
+        centre = tuple(k // 2 for k in last.kernel_size)
+        for c in range(self.channels):
+            last.weight[(c, c, *centre)] = 1.0
 
     @property
     def receptive_radius(self) -> tuple[int, ...]:

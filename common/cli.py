@@ -1,0 +1,114 @@
+"""Command-line pieces shared by ``medsr`` and ``geosr``: error reporting and ``models``.
+
+Every failure the user can cause ends as one line ``error: ...`` on stderr and exit code 2;
+``--verbose`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from ._version import __version__
+from .models import BASELINES, list_models, make_baseline
+
+EXIT_USAGE = 2
+
+
+class SRGroup(click.Group):
+    """A click group that turns exceptions into ``error: ...`` lines (traceback with --verbose)."""
+
+    def main(self, args: Sequence[str] | None = None, **kwargs):  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        verbose = "--verbose" in argv or "-v" in argv
+        try:
+            return super().main(args=argv, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # anything else is reported, not dumped
+            if verbose:
+                traceback.print_exc()
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"error: {message}", err=True)
+            sys.exit(EXIT_USAGE)
+
+
+def make_group(name: str, help_text: str) -> click.Group:
+    """The top-level group of a front end, with ``--version`` and ``--verbose``."""
+
+    @click.group(
+        name=name,
+        cls=SRGroup,
+        help=help_text,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    @click.version_option(__version__, "--version", prog_name=name)
+    @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+    def group(verbose: bool) -> None:
+        pass
+
+    return group
+
+
+def format_models(domains: Sequence[str]) -> str:
+    """A table of the shipped models of ``domains`` and the interpolation baselines."""
+    rows = [
+        (
+            "name",
+            "domain",
+            "scale",
+            "dims",
+            "channels",
+            "params",
+            "receptive field",
+            "held-out gain",
+        )
+    ]
+    for card in list_models():
+        if card.domain not in domains:
+            continue
+        gain = card.metrics.get("gain_db")
+        rows.append(
+            (
+                card.name,
+                card.domain,
+                "x".join(map(str, card.axis_scale)) or str(card.scale),
+                str(card.dims),
+                str(card.channels),
+                f"{card.n_parameters:,}",
+                str(card.receptive_field),
+                f"{gain:+.2f} dB vs {card.metrics.get('baseline', '?')}"
+                if gain is not None
+                else "-",
+            )
+        )
+    for kind in BASELINES:
+        card = make_baseline(kind).card
+        rows.append((kind, "any", "any", "2/3", "any", "0", str(card.receptive_field), "baseline"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+    )
+
+
+def models_command(domains: Sequence[str]) -> click.Command:
+    """``models``: list shipped models of the front end's domains and the baselines."""
+
+    @click.command("models")
+    def models() -> None:
+        """List the shipped models and interpolation baselines."""
+        click.echo(format_models(domains))
+
+    return models

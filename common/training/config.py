@@ -1,0 +1,285 @@
+"""Typed training configuration: YAML maps onto dataclasses, and unknown keys are errors.
+
+A recipe file looks like ``configs/natural_srcnn_x3.yaml``::
+
+    name: natural_srcnn_x3
+    domain: natural
+    model: {architecture: srcnn, dims: 2, channels: 1, scale: 3}
+    data: {root: ../shared/data, train: [t91/*.png], val: [set5/*.png], reader: image, color: y}
+    train: {epochs: 60, iters_per_epoch: 500, batch_size: 32, lr: 0.001}
+
+Every section and key is checked: a misspelt key is reported with its dotted path and the
+closest valid name, e.g. ``train.lerning_rate: unknown key (did you mean 'lr'?)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..models.card import DOMAINS
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the file, the key and the problem."""
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train.
+
+    Attributes:
+        architecture: registry key (``srcnn``, ``espcn``, ``edsr``).
+        dims: 2 or 3.
+        channels: image channels in and out.
+        scale: factor, or one factor per spatial axis (e.g. ``[1, 1, 4]``).
+        hparams: further constructor arguments of the architecture.
+    """
+
+    architecture: str = "srcnn"
+    dims: int = 2
+    channels: int = 1
+    scale: int | list[int] = 2
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DegradationConfig:
+    """How low-resolution inputs are simulated from the high-resolution data.
+
+    Attributes:
+        kind: ``bicubic`` (MATLAB-compatible antialiased), ``thick_slice`` (volumes: a
+            slice profile along the scaled axis) or ``gaussian_mtf`` (rasters).
+        blur_sigma: extra Gaussian blur before downsampling, high-res pixels (0 = none).
+        noise_sigma: Gaussian noise added to each low-res patch, normalized units.
+        quantize: round low-res images to 8-bit levels (the natural-image protocol).
+        profile: thick-slice profile, ``gaussian`` or ``box``.
+        gap: thick-slice gap, in high-res slices.
+        mtf_at_nyquist: the Gaussian MTF's value at the low-res Nyquist frequency.
+    """
+
+    kind: str = "bicubic"
+    blur_sigma: float = 0.0
+    noise_sigma: float = 0.0
+    quantize: bool = False
+    profile: str = "gaussian"
+    gap: float = 0.0
+    mtf_at_nyquist: float = 0.3
+
+
+@dataclass
+class DataConfig:
+    """Where the high-resolution data is and how patches are drawn.
+
+    Attributes:
+        root: folder that relative ``train``/``val`` entries are resolved against
+            (itself relative to the working directory). ``$VARS`` are expanded.
+        train: files, folders or glob patterns of training images or volumes.
+        val: held-out files, folders or globs, validated every epoch.
+        reader: how files are read: ``image`` (PNG/JPEG/TIFF via imageio) here; front ends
+            add ``nifti``, ``dicom`` and ``geotiff``.
+        color: for ``image``: ``y`` (BT.601 luma), ``rgb`` or ``gray``.
+        patch_size: high-resolution patch size per axis (must be divisible by the scale).
+        augment: random flips and 90-degree rotations.
+        degradation: the low-resolution simulation.
+    """
+
+    root: str = "."
+    train: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    reader: str = "image"
+    color: str = "y"
+    patch_size: int | list[int] = 48
+    augment: bool = True
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Optimization settings.
+
+    Attributes:
+        epochs: number of epochs; validation and checkpointing happen after each.
+        iters_per_epoch: optimizer steps per epoch.
+        batch_size: patches per step (per process under DDP).
+        lr: Adam learning rate at the start of the cosine schedule.
+        lr_min: learning rate at the end of the cosine schedule.
+        weight_decay: Adam weight decay.
+        loss: ``mse`` (SRCNN's) or ``l1``.
+        ema_decay: decay of the exponential moving average of weights (0 disables it);
+            the EMA weights are the ones validated and exported.
+        amp: bf16 autocast on CUDA (ignored on the CPU).
+        grad_clip: max gradient norm (0 disables).
+        seed: random seed (each DDP process adds its rank).
+    """
+
+    epochs: int = 10
+    iters_per_epoch: int = 500
+    batch_size: int = 16
+    lr: float = 1e-3
+    lr_min: float = 1e-6
+    weight_decay: float = 0.0
+    loss: str = "mse"
+    ema_decay: float = 0.999
+    amp: bool = True
+    grad_clip: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class ValidationConfig:
+    """Validation after every epoch, next to the interpolation baseline.
+
+    Attributes:
+        baseline: interpolation compared against (``bicubic`` or ``bspline``).
+        shave: border pixels excluded from metrics (default: the scale).
+        max_items: validate on at most this many files (0 = all).
+        tile: tile size for tiled inference during validation (0 = default).
+    """
+
+    baseline: str = "bicubic"
+    shave: int | None = None
+    max_items: int = 0
+    tile: int = 0
+
+
+@dataclass
+class CardConfig:
+    """Text for the exported model card.
+
+    Attributes:
+        description: one paragraph on what the model is for.
+        training_data: sources and licences of the training files.
+        license: licence of the exported weights.
+    """
+
+    description: str = ""
+    training_data: list[str] = field(default_factory=list)
+    license: str = "Apache-2.0"
+
+
+@dataclass
+class RunConfig:
+    """A whole training recipe.
+
+    Attributes:
+        name: run and exported model name.
+        domain: ``mri``, ``ct``, ``rs`` or ``natural``.
+        output_dir: where checkpoints, logs and the exported model go
+            (default ``runs/<name>``).
+    """
+
+    name: str
+    domain: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    card: CardConfig = field(default_factory=CardConfig)
+    output_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            raise ConfigError(f"domain: must be one of {', '.join(DOMAINS)}, got {self.domain!r}")
+        if self.train.loss not in ("mse", "l1"):
+            raise ConfigError(f"train.loss: must be 'mse' or 'l1', got {self.train.loss!r}")
+        if self.data.degradation.kind not in ("bicubic", "thick_slice", "gaussian_mtf"):
+            raise ConfigError(
+                "data.degradation.kind: must be bicubic, thick_slice or gaussian_mtf, "
+                f"got {self.data.degradation.kind!r}"
+            )
+        for key in ("epochs", "iters_per_epoch", "batch_size"):
+            if getattr(self.train, key) < 1:
+                raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self.train, key)}")
+        if not self.output_dir:
+            self.output_dir = str(Path("runs") / self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain data (what checkpoints store)."""
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check_type(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not fit type {hint}")
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            path = f"{where}.{key}" if where else str(key)
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = (
+                f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(names)})"
+            )
+            raise ConfigError(f"{path}: unknown key{hint}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}" if where else f.name
+        if f.name in data:
+            values[f.name] = _check_type(data[f.name], hints[f.name], path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{path}: required key is missing")
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Builds a ``RunConfig`` from plain data, checking every key and type."""
+    return _build(RunConfig, data, "")
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Reads a YAML recipe; errors name the file and the offending key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return config_from_dict(data if data is not None else {})
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

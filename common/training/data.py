@@ -1,0 +1,201 @@
+"""Training data: high-resolution files in, aligned (low-res, high-res) patches out.
+
+Each high-resolution item is read once, cropped to a multiple of the scale and degraded by
+the configured pipeline into its low-resolution twin. Patches are then drawn at random
+aligned positions, so low-res pixel ``i`` always covers high-res pixels ``[i*s, (i+1)*s)``
+(the edges-kept convention), with random flips and 90-degree rotations and fresh noise
+per patch. Readers are injected: ``image`` is built in; front ends pass ``nifti``,
+``dicom`` or ``geotiff`` readers to the runner.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import degradation as deg
+from ..metrics import rgb_to_y
+from ..models.layers import expand_per_axis
+from .config import DataConfig, DegradationConfig
+
+# A reader turns a path into a float32 array (C, *spatial) in the model's normalized range.
+Reader = Callable[[Path], np.ndarray]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def read_image(path: Path, color: str = "y") -> np.ndarray:
+    """Reads an 8- or 16-bit image as float32 ``(C, H, W)`` in [0, 1].
+
+    ``color``: ``y`` gives BT.601 luma (16-235 scaled to [0, 1] by /255, the SR protocol),
+    ``rgb`` three channels, ``gray`` the channel mean. Grayscale files give one channel.
+    """
+    import imageio.v3 as iio
+
+    image = np.asarray(iio.imread(path))
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255.0
+    elif image.dtype == np.uint16:
+        image = image.astype(np.float32) / 65535.0
+    else:
+        raise ValueError(f"{path}: unsupported image dtype {image.dtype}")
+    if image.ndim == 2:
+        return image[None]
+    image = np.moveaxis(image[..., :3], -1, 0)
+    if color == "rgb":
+        return np.ascontiguousarray(image)
+    if color == "gray":
+        return image.mean(axis=0, keepdims=True)
+    if color == "y":
+        return (rgb_to_y(image) / 255.0).astype(np.float32)[None]
+    raise ValueError(f"unknown color mode {color!r}; choose y, rgb or gray")
+
+
+def expand_paths(
+    entries: Sequence[str], root: str | os.PathLike, suffixes: Sequence[str] = ()
+) -> list[Path]:
+    """Resolves files, folders and glob patterns (relative to ``root``) to a sorted file list."""
+    root = Path(os.path.expandvars(str(root)))
+    files: list[Path] = []
+    for entry in entries:
+        pattern = Path(os.path.expandvars(entry))
+        pattern = pattern if pattern.is_absolute() else root / pattern
+        matches = [Path(p) for p in sorted(glob.glob(str(pattern)))]
+        if not matches:
+            raise FileNotFoundError(f"{entry}: no files match (looked for {pattern})")
+        for match in matches:
+            if match.is_dir() and suffixes:
+                files += sorted(p for p in match.iterdir() if p.suffix.lower() in suffixes)
+            else:
+                files.append(match)
+    return files
+
+
+def degrade(hr: np.ndarray, scale: Sequence[int], cfg: DegradationConfig) -> np.ndarray:
+    """The low-resolution twin of a scale-cropped high-resolution array ``(C, *spatial)``."""
+    dims = hr.ndim - 1
+    if cfg.blur_sigma > 0:
+        hr = deg.gaussian_blur(hr, cfg.blur_sigma, spatial_dims=dims)
+    if cfg.kind == "bicubic":
+        lr = deg.bicubic_downsample(hr, tuple(scale), spatial_dims=dims)
+    elif cfg.kind == "gaussian_mtf":
+        if len(set(scale)) != 1:
+            raise ValueError(f"gaussian_mtf needs equal factors on all axes, got {scale}")
+        lr = deg.gaussian_mtf_downsample(hr, scale[0], cfg.mtf_at_nyquist, spatial_dims=dims)
+    elif cfg.kind == "thick_slice":
+        thick = [i for i, s in enumerate(scale) if s > 1]
+        if len(thick) != 1:
+            raise ValueError(f"thick_slice needs exactly one scaled axis, got scale {scale}")
+        axis = 1 + thick[0]
+        lr = deg.thick_slice(hr, scale[thick[0]], axis, profile=cfg.profile, gap=cfg.gap)
+    else:
+        raise ValueError(f"unknown degradation {cfg.kind!r}")
+    lr = lr.astype(np.float32)
+    if cfg.quantize:
+        lr = np.clip(np.round(lr * 255.0), 0, 255).astype(np.float32) / 255.0
+    return lr
+
+
+@dataclass
+class Pair:
+    """One high-resolution item and its simulated low-resolution twin."""
+
+    path: Path
+    lr: np.ndarray
+    hr: np.ndarray
+
+
+def make_pair(path: Path, hr: np.ndarray, scale: Sequence[int], cfg: DegradationConfig) -> Pair:
+    """Crops ``hr`` to a multiple of the scale and simulates its low-resolution twin."""
+    hr = deg.mod_crop(hr, tuple(scale), spatial_dims=hr.ndim - 1).astype(np.float32)
+    return Pair(path, degrade(hr, scale, cfg), hr)
+
+
+def load_pairs(
+    files: Sequence[Path], reader: Reader, scale: Sequence[int], cfg: DegradationConfig
+) -> list[Pair]:
+    """Reads and degrades every file."""
+    return [make_pair(path, reader(path), scale, cfg) for path in files]
+
+
+class PatchSampler:
+    """Draws random aligned patch batches from a list of pairs.
+
+    Items are chosen with probability proportional to their size; items smaller than the
+    patch are used whole only if every item is that small (the patch shrinks to fit).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        scale: Sequence[int],
+        patch_size: int | Sequence[int],
+        augment: bool,
+        noise_sigma: float,
+        rng: np.random.Generator,
+    ):
+        if not pairs:
+            raise ValueError("no training data")
+        dims = pairs[0].hr.ndim - 1
+        self.scale = tuple(scale)
+        patch = expand_per_axis(patch_size, dims, "patch_size")
+        for p, s in zip(patch, self.scale):
+            if p % s:
+                raise ValueError(f"patch_size {patch} must be divisible by the scale {self.scale}")
+        self.lr_patch = tuple(p // s for p, s in zip(patch, self.scale))
+        fits = [all(n >= q for n, q in zip(pair.lr.shape[1:], self.lr_patch)) for pair in pairs]
+        if not any(fits):
+            smallest = np.min([pair.lr.shape[1:] for pair in pairs], axis=0)
+            self.lr_patch = tuple(min(q, int(n)) for q, n in zip(self.lr_patch, smallest))
+            fits = [True] * len(pairs)
+        self.pairs = [pair for pair, ok in zip(pairs, fits) if ok]
+        sizes = np.array([pair.lr[0].size for pair in self.pairs], dtype=np.float64)
+        self.weights = sizes / sizes.sum()
+        self.augment, self.noise_sigma, self.rng = augment, noise_sigma, rng
+        # rotate only in planes whose two axes share one scale
+        self.rot_planes = [
+            (a, b)
+            for a in range(dims)
+            for b in range(a + 1, dims)
+            if self.scale[a] == self.scale[b] and self.lr_patch[a] == self.lr_patch[b]
+        ]
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One ``(lr, hr)`` patch pair."""
+        pair = self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
+        starts = [
+            int(self.rng.integers(0, n - q + 1)) for n, q in zip(pair.lr.shape[1:], self.lr_patch)
+        ]
+        lr_sl = tuple(slice(a, a + q) for a, q in zip(starts, self.lr_patch))
+        hr_sl = tuple(
+            slice(a * s, (a + q) * s) for a, q, s in zip(starts, self.lr_patch, self.scale)
+        )
+        lr, hr = pair.lr[(slice(None), *lr_sl)], pair.hr[(slice(None), *hr_sl)]
+        if self.augment:
+            for axis in range(1, lr.ndim):
+                if self.rng.random() < 0.5:
+                    lr, hr = np.flip(lr, axis), np.flip(hr, axis)
+            if self.rot_planes:
+                a, b = self.rot_planes[self.rng.integers(len(self.rot_planes))]
+                k = int(self.rng.integers(4))
+                lr, hr = np.rot90(lr, k, (a + 1, b + 1)), np.rot90(hr, k, (a + 1, b + 1))
+        lr = np.ascontiguousarray(lr, dtype=np.float32)
+        if self.noise_sigma > 0:
+            lr = lr + self.rng.normal(0.0, self.noise_sigma, lr.shape).astype(np.float32)
+        return lr, np.ascontiguousarray(hr, dtype=np.float32)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch ``(lr, hr)`` of ``size`` patches as tensors."""
+        lrs, hrs = zip(*(self.sample() for _ in range(size)))
+        return torch.from_numpy(np.stack(lrs)), torch.from_numpy(np.stack(hrs))
+
+
+def image_reader(data: DataConfig) -> Reader:
+    """The built-in reader for PNG/JPEG/TIFF images, honouring ``data.color``."""
+    return lambda path: read_image(path, data.color)

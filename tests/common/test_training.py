@@ -1,0 +1,261 @@
+"""Training: strict configs, aligned patches, the runner, exact resume and DDP on gloo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from common.models import load_model
+from common.training import ConfigError, config_from_dict, load_config, run_training
+from common.training.data import Pair, PatchSampler, degrade
+from common.training.loop import evaluate_pairs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(tmp_path: Path, **train) -> dict:
+    """A recipe that trains a small residual ESPCN on generated PNGs in a few seconds."""
+    data_dir = tmp_path / "images"
+    if not data_dir.exists():
+        from tests.data.images import write_textures
+
+        write_textures(data_dir, count=6, size=48, seed=0)
+    return {
+        "name": "tiny",
+        "domain": "natural",
+        "output_dir": str(tmp_path / "run"),
+        "model": {
+            "architecture": "espcn",
+            "scale": 2,
+            "channels": 1,
+            "hparams": {"widths": [8, 8]},
+        },
+        "data": {
+            "root": str(data_dir),
+            "train": ["train_*.png"],
+            "val": ["val_*.png"],
+            "color": "y",
+            "patch_size": 16,
+        },
+        "train": {
+            "epochs": 2,
+            "iters_per_epoch": 15,
+            "batch_size": 4,
+            "lr": 3e-3,
+            "ema_decay": 0.9,
+            **train,
+        },
+    }
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_shipped_recipes_load():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.name == path.stem
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"train": {"lerning_rate": 1}}, "train.lerning_rate: unknown key"),
+        ({"train": {"epoch": 3}}, "did you mean 'epochs'"),
+        (
+            {"model": {"architecture": "srcnn", "hparms": {}}},
+            "model.hparms: unknown key (did you mean 'hparams'?)",
+        ),
+        (
+            {"data": {"degradation": {"kind": "bicubic", "nosie_sigma": 0.1}}},
+            "data.degradation.nosie_sigma",
+        ),
+        ({"train": {"batch_size": "big"}}, "train.batch_size: expected int"),
+        ({"train": {"amp": 1}}, "train.amp: expected bool"),
+        ({"domain": "photos"}, "domain: must be one of"),
+        ({"train": {"loss": "huber"}}, "train.loss: must be 'mse' or 'l1'"),
+    ],
+)
+def test_config_errors_name_the_key(patch, message):
+    data = {"name": "x", "domain": "natural", **patch}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert message in str(info.value)
+
+
+def test_config_missing_required_key_and_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="name: required key is missing"):
+        config_from_dict({"domain": "natural"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({"name": "t", "domain": "mri", "validaton": {}}))
+    with pytest.raises(
+        ConfigError, match=r"typo.yaml: validaton: unknown key \(did you mean 'validation'\?\)"
+    ):
+        load_config(typo)
+
+
+def test_config_types_are_coerced_only_safely():
+    cfg = config_from_dict(
+        {"name": "x", "domain": "ct", "train": {"lr": 1}, "model": {"scale": [1, 1, 4], "dims": 3}}
+    )
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.model.scale == [1, 1, 4]
+    assert cfg.output_dir == str(Path("runs") / "x")
+
+
+# ---------------------------------------------------------------- data
+
+
+def block_mean(hr: np.ndarray, s: int) -> np.ndarray:
+    c, h, w = hr.shape
+    return hr.reshape(c, h // s, s, w // s, s).mean(axis=(2, 4))
+
+
+def test_patches_stay_aligned_under_augmentation():
+    """LR pixel i covers HR pixels [i*s, (i+1)*s): block means survive flips and rotations."""
+    rng = np.random.default_rng(0)
+    hr = rng.random((1, 60, 42)).astype(np.float32)
+    pair = Pair(Path("x"), block_mean(hr, 3).astype(np.float32), hr)
+    sampler = PatchSampler([pair], (3, 3), 12, augment=True, noise_sigma=0.0, rng=rng)
+    for _ in range(40):
+        lr, hr_patch = sampler.sample()
+        assert lr.shape == (1, 4, 4) and hr_patch.shape == (1, 12, 12)
+        np.testing.assert_allclose(lr, block_mean(hr_patch, 3), atol=1e-6)
+    lrb, hrb = sampler.batch(5)
+    assert tuple(lrb.shape) == (5, 1, 4, 4) and tuple(hrb.shape) == (5, 1, 12, 12)
+
+
+def test_patch_size_must_divide_by_scale():
+    pair = Pair(Path("x"), np.zeros((1, 10, 10), np.float32), np.zeros((1, 30, 30), np.float32))
+    with pytest.raises(ValueError, match="divisible by the scale"):
+        PatchSampler(
+            [pair], (3, 3), 16, augment=False, noise_sigma=0.0, rng=np.random.default_rng(0)
+        )
+
+
+def test_thick_slice_degradation_follows_the_scaled_axis():
+    from common.training.config import DegradationConfig
+
+    hr = np.random.default_rng(1).random((1, 8, 6, 20)).astype(np.float32)
+    lr = degrade(hr, (1, 1, 4), DegradationConfig(kind="thick_slice", profile="box"))
+    assert lr.shape == (1, 8, 6, 5)
+    np.testing.assert_allclose(lr, hr.reshape(1, 8, 6, 5, 4).mean(-1), atol=1e-6)
+
+
+# ---------------------------------------------------------------- runner
+
+
+def test_training_exports_a_loadable_model_with_card_and_logs(tmp_path):
+    result = run_training(tiny_config(tmp_path), progress=False)
+    assert result.steps == 30
+    rows = list(csv.DictReader((result.output_dir / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert any((result.output_dir / "tensorboard").iterdir())
+
+    model = load_model(result.weights)
+    card = model.card
+    assert card.name == "tiny" and card.domain == "natural" and card.scale == 2 and card.dims == 2
+    assert card.n_parameters == model.n_parameters() > 0
+    assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "gain_db"} <= set(card.metrics)
+    assert card.metrics["gain_db"] == pytest.approx(
+        card.metrics["psnr"] - card.metrics["baseline_psnr"]
+    )
+    # the card's metric is what evaluating the exported weights gives
+    from common.training.config import DegradationConfig
+    from common.training.data import image_reader, load_pairs
+
+    cfg = config_from_dict(tiny_config(tmp_path))
+    pairs = load_pairs(
+        sorted((tmp_path / "images").glob("val_*.png")),
+        image_reader(cfg.data),
+        (2, 2),
+        DegradationConfig(),
+    )
+    again = evaluate_pairs(
+        model, pairs, scale=(2, 2), shave_border=2, quantize=False, device=torch.device("cpu")
+    )
+    assert again["psnr"] == pytest.approx(card.metrics["psnr"], abs=1e-5)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = run_training(tiny_config(tmp_path / "a"), progress=False)
+    first = run_training(tiny_config(tmp_path / "b"), progress=False, max_epochs=1)
+    assert first.steps == 15
+    resumed = run_training(tiny_config(tmp_path / "b"), progress=False, resume=True)
+    assert resumed.steps == 30
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    rows = list(csv.DictReader((resumed.output_dir / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+
+
+def test_validation_files_must_not_be_training_files(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg["data"]["val"] = ["train_0.png"]
+    with pytest.raises(ValueError, match="validation files are also training files"):
+        run_training(cfg, progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(tmp_path):
+    """torchrun with 2 CPU processes: gradients are averaged, so both ranks end identical."""
+    cfg = tiny_config(tmp_path)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    script = tmp_path / "ddp_job.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "import torch\n"
+        "from common.training import run_training\n"
+        "cfg = json.load(open(sys.argv[1]))\n"
+        "res = run_training(cfg, progress=False)\n"
+        "flat = torch.cat([p.detach().flatten() for p in res.model.parameters()])\n"
+        "out = os.path.join(cfg['output_dir'], 'rank%s.json' % os.environ['RANK'])\n"
+        "json.dump({'steps': res.steps, 'world': int(os.environ['WORLD_SIZE']), 'params': flat.tolist()}, open(out, 'w'))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(script),
+        str(tmp_path / "cfg.json"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 30
+    np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert checkpoint["world_size"] == 2 and checkpoint["step"] == 30
+    # and the run is not a single-process run in disguise: its weights differ from one
+    single = run_training(tiny_config(tmp_path / "single"), progress=False)
+    single_flat = torch.cat([p.detach().flatten() for p in single.model.parameters()]).numpy()
+    assert not np.allclose(single_flat, ranks[0]["params"])

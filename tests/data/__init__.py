@@ -1,0 +1,1 @@
+"""Scripts that generate the small fixtures the tests need every time."""
