@@ -86,7 +86,9 @@ class _HaloPredictor:
 
 def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
     if model.flexible_scale:
-        wanted = expand_per_axis(scale if scale is not None else model.scale[0], dims, "scale")
+        if scale is None:
+            scale = model.scale if model.dims == dims else model.scale[0]
+        wanted = expand_per_axis(scale, dims, "scale")
         if wanted != model.scale or model.dims != dims:
             model = model.with_scale(wanted, dims=dims)
         return model
@@ -199,9 +201,13 @@ def upscale(
             f"overlap {halo} is below the model's receptive radius {radius}; tiles would show seams"
         )
     card_hint = getattr(model.card, "tile_hint", 0) if model.card is not None else 0
-    tile_size = expand_per_axis(tile or card_hint or DEFAULT_TILE[dims], dims, "tile")
+    if tile is None:
+        tile = card_hint or DEFAULT_TILE[dims]
+    tile_size = expand_per_axis(tile, dims, "tile")
+    if any(t < 1 for t in tile_size):
+        raise TilingError(f"tile must be >= 1, got {tile_size}")
     image_size = tuple(tensor.shape[2:])
-    batch = batch_size or DEFAULT_BATCH
+    batch = DEFAULT_BATCH if batch_size is None else batch_size
     if batch < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch}")
     run_device = choose_device(device)

@@ -72,8 +72,12 @@ class SRModule(nn.Module):
 
 
 def _hr_radius_in_lr(hr_radius: int, scale: Sequence[int]) -> tuple[int, ...]:
-    """Input-pixel reach of ``hr_radius`` output pixels, per axis (rounded up, plus one)."""
-    return tuple(math.ceil(hr_radius / s) + 1 for s in scale)
+    """Input-pixel reach of ``hr_radius`` output pixels, per axis.
+
+    Output pixel ``j`` belongs to input pixel ``j // s``; ``j + r`` belongs to at most
+    ``ceil(r / s)`` input pixels further on, whatever the phase of ``j``.
+    """
+    return tuple(math.ceil(hr_radius / s) for s in scale)
 
 
 class Interpolator(SRModule):
@@ -96,7 +100,10 @@ class Interpolator(SRModule):
         """The same interpolation at another scale or dimensionality."""
         dims = self.dims if dims is None else dims
         clone = Interpolator(self.kind, dims=dims, scale=scale, channels=self.channels)
-        clone.card = self.card
+        if self.card is not None:
+            clone.card = self.card.replace(
+                dims=dims, scale=max(clone.scale), axis_scale=clone.scale
+            )
         return clone
 
     @property
@@ -178,7 +185,8 @@ class SRCNN(SRModule):
     def receptive_radius(self) -> tuple[int, ...]:
         hr = sum(k // 2 for k in self.kernels)
         reach = _hr_radius_in_lr(hr, self.scale)
-        return tuple(r + interpolation_radius("bicubic") for r in reach)
+        bicubic = interpolation_radius("bicubic")
+        return tuple(r + (bicubic if s > 1 else 0) for r, s in zip(reach, self.scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.upsample(x))

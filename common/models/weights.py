@@ -57,6 +57,10 @@ def save_model(model: SRModule, path: str | os.PathLike, card: ModelCard) -> Pat
     path = Path(path)
     if path.suffix != ".safetensors":
         raise WeightsError(f"{path}: weights are saved as .safetensors")
+    if model.flexible_scale:
+        raise WeightsError(
+            f"{path}: {model.arch_name} is an interpolation baseline; it has no weights to save"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {
@@ -89,11 +93,14 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         raise WeightsError(
             f"{path}: safetensors file was not written by this toolkit (no '{FORMAT}' metadata)"
         )
-    info = {
-        "architecture": metadata["architecture"],
-        "hparams": json.loads(metadata["hparams"]),
-        "card": json.loads(metadata["card"]) if "card" in metadata else None,
-    }
+    try:
+        info = {
+            "architecture": metadata["architecture"],
+            "hparams": json.loads(metadata["hparams"]),
+            "card": json.loads(metadata["card"]) if "card" in metadata else None,
+        }
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: incomplete toolkit metadata ({exc!r})") from exc
     return tensors, info
 
 

@@ -1,0 +1,86 @@
+"""CPU timing of exact tiled inference against the untiled whole-image run.
+
+Times ``upscale()`` at each tile size and ``predict_whole()`` (no tiling) on the same random
+image, for a default SRCNN x3 (1 channel) and an EDSR (width 32, depth 4, x2), and prints a
+Markdown table: median seconds, the ratio tiled/untiled (against the untiled run measured
+in the same invocation) and the largest absolute difference from the untiled output.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/tiling_cpu.py
+    .venv/bin/python benchmarks/tiling_cpu.py --size 512 --tile 128 256 --repeats 1
+
+The networks are freshly initialized (timing does not depend on training); torch keeps its
+default number of threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.inference import predict_whole, upscale  # noqa: E402
+from common.models import build_model  # noqa: E402
+
+
+def _median_seconds(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
+    """Median wall time of ``repeats`` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
+    parser.add_argument("--tile", type=int, nargs="+", default=[128, 256, 512])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per setting (median)")
+    parser.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    models = {
+        "srcnn x3": build_model("srcnn", dims=2, channels=1, scale=3),
+        "edsr x2 (w32, d4)": build_model("edsr", dims=2, channels=1, scale=2, width=32, depth=4),
+    }
+    image = np.random.default_rng(args.seed).random((1, args.size, args.size), dtype=np.float32)
+    size = f"{args.size}x{args.size}"
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repeat(s)")
+    print()
+    print("| model | image | tile | seconds (median) | tiled/untiled | max abs diff |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, model in models.items():
+        model.eval()
+        whole_s, whole = _median_seconds(lambda m=model: predict_whole(m, image), args.repeats)
+        print(f"| {name} | {size} | untiled | {whole_s:.3f} | 1.00 | 0 |", flush=True)
+        for tile in args.tile:
+            tiled_s, tiled = _median_seconds(
+                lambda m=model, t=tile: upscale(
+                    m, image, tile=t, device="cpu", batch_size=args.batch_size
+                ),
+                args.repeats,
+            )
+            diff = float(np.abs(tiled - whole).max())
+            ratio = tiled_s / whole_s
+            print(
+                f"| {name} | {size} | {tile} | {tiled_s:.3f} | {ratio:.2f} | {diff:.1e} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
