@@ -297,12 +297,10 @@ def _train(
     # the interpolation baseline is fixed: compute it once
     baseline_metrics = {}
     shave_border = cfg.validation.shave if cfg.validation.shave is not None else max(scale)
-    if rank == 0 and val_pairs:
-        baseline = make_baseline(
-            cfg.validation.baseline, dims=cfg.model.dims, scale=scale[0]
-        ).with_scale(scale)
-        baseline_metrics = evaluate_pairs(
-            baseline,
+
+    def validate(network: SRModule) -> dict[str, float]:
+        return evaluate_pairs(
+            network,
             val_pairs,
             scale=scale,
             shave_border=shave_border,
@@ -310,6 +308,10 @@ def _train(
             device=device,
             tile=cfg.validation.tile,
         )
+
+    if rank == 0 and val_pairs:
+        baseline = make_baseline(cfg.validation.baseline, dims=cfg.model.dims, scale=scale[0])
+        baseline_metrics = validate(baseline.with_scale(scale))
 
     step = start_epoch * cfg.train.iters_per_epoch
     last_epoch = (
@@ -358,18 +360,7 @@ def _train(
             candidates = {"ema": ema.module, "raw": model} if ema is not None else {"raw": model}
             evaluated, which = model, "raw"
             if val_pairs:
-                results = {
-                    name: evaluate_pairs(
-                        net_,
-                        val_pairs,
-                        scale=scale,
-                        shave_border=shave_border,
-                        quantize=degradation.quantize,
-                        device=device,
-                        tile=cfg.validation.tile,
-                    )
-                    for name, net_ in candidates.items()
-                }
+                results = {name: validate(network) for name, network in candidates.items()}
                 which = max(results, key=lambda name: results[name]["psnr"])
                 evaluated, metrics = candidates[which], results[which]
                 row.update(

@@ -17,12 +17,7 @@ from common.models import (
     build_model,
     load_model,
 )
-
-TINY = {
-    "srcnn": {"widths": (8, 4)},
-    "espcn": {"widths": (8, 4)},
-    "edsr": {"width": 4, "depth": 1},
-}
+from tests.common.tiny import TINY
 
 # (architecture or baseline kind, channels, dims, scale, array shape (C, *spatial)). Sizes are
 # 2*radius + odd margins: with the smallest tile the windows step by one pixel, so the
@@ -47,16 +42,6 @@ CASES = [
     *[(kind, 1, 3, (1, 1, 4), (1, 5, 4, 2 * RADIUS[kind] + 9)) for kind in BASELINES],
 ]
 TILE_KINDS = ("smallest", "middle", "nondivisor", "larger")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and on a shared, busy CPU
-    OpenMP's spinning threads make many small calls up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model_for(name: str, channels: int, dims: int, scale) -> SRModule:

@@ -20,16 +20,6 @@ from common.models.layers import (
 KINDS = ("nearest", "bicubic", "lanczos", "bspline")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and on a shared, busy CPU
-    OpenMP's spinning threads make many small calls up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _keys_cubic(t: float, a: float = -0.5) -> float:
     """Keys' cubic convolution kernel, written out independently of the module."""
     t = abs(t)

@@ -25,26 +25,11 @@ from common.models import (
     save_model,
 )
 from common.models.layers import PolyphaseUpsample
-
-TINY = {
-    "srcnn": {"widths": (8, 4)},
-    "espcn": {"widths": (8, 4)},
-    "edsr": {"width": 4, "depth": 1},
-}
+from tests.common.tiny import TINY
 
 SCALES_2D = [2, 3, 4]
 SCALES_3D = [2, 3, 4, (1, 1, 4), (2, 2, 1)]
 SHAPE_CASES = [(2, s) for s in SCALES_2D] + [(3, s) for s in SCALES_3D]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and on a shared, busy CPU
-    OpenMP's spinning threads make many small calls up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _per_axis(scale, dims: int) -> tuple[int, ...]:
