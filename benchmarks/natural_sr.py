@@ -13,6 +13,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -33,22 +34,75 @@ DATASETS = {"Set5": "set5/HR", "Set14": "set14/HR", "B100": "bsd100/HR"}
 # IMDN (Hui et al. 2019).
 PUBLISHED = {
     3: {
-        "Set5": {"bicubic": 30.39, "SRCNN 9-1-5 (T91)": 32.39, "SRCNN 9-5-5": 32.75, "FSRCNN": 33.18,
-                 "EDSR-baseline": 34.37, "IMDN": 34.36},
-        "Set14": {"bicubic": 27.55, "SRCNN 9-1-5 (T91)": 29.00, "SRCNN 9-5-5": 29.30, "FSRCNN": 29.37,
-                  "EDSR-baseline": 30.28, "IMDN": 30.32},
-        "B100": {"bicubic": 27.21, "SRCNN 9-5-5": 28.41, "FSRCNN": 28.53, "EDSR-baseline": 29.09,
-                 "IMDN": 29.09},
+        "Set5": {
+            "bicubic": 30.39,
+            "SRCNN 9-1-5 (T91)": 32.39,
+            "SRCNN 9-5-5": 32.75,
+            "FSRCNN": 33.18,
+            "EDSR-baseline": 34.37,
+            "IMDN": 34.36,
+        },
+        "Set14": {
+            "bicubic": 27.55,
+            "SRCNN 9-1-5 (T91)": 29.00,
+            "SRCNN 9-5-5": 29.30,
+            "FSRCNN": 29.37,
+            "EDSR-baseline": 30.28,
+            "IMDN": 30.32,
+        },
+        "B100": {
+            "bicubic": 27.21,
+            "SRCNN 9-5-5": 28.41,
+            "FSRCNN": 28.53,
+            "EDSR-baseline": 29.09,
+            "IMDN": 29.09,
+        },
     },
     2: {
-        "Set5": {"bicubic": 33.66, "SRCNN 9-5-5": 36.66, "FSRCNN": 37.00, "EDSR-baseline": 37.99, "IMDN": 38.00},
-        "Set14": {"bicubic": 30.24, "SRCNN 9-5-5": 32.45, "FSRCNN": 32.63, "EDSR-baseline": 33.57, "IMDN": 33.63},
-        "B100": {"bicubic": 29.56, "SRCNN 9-5-5": 31.36, "FSRCNN": 31.53, "EDSR-baseline": 32.16, "IMDN": 32.19},
+        "Set5": {
+            "bicubic": 33.66,
+            "SRCNN 9-5-5": 36.66,
+            "FSRCNN": 37.00,
+            "EDSR-baseline": 37.99,
+            "IMDN": 38.00,
+        },
+        "Set14": {
+            "bicubic": 30.24,
+            "SRCNN 9-5-5": 32.45,
+            "FSRCNN": 32.63,
+            "EDSR-baseline": 33.57,
+            "IMDN": 33.63,
+        },
+        "B100": {
+            "bicubic": 29.56,
+            "SRCNN 9-5-5": 31.36,
+            "FSRCNN": 31.53,
+            "EDSR-baseline": 32.16,
+            "IMDN": 32.19,
+        },
     },
     4: {
-        "Set5": {"bicubic": 28.42, "SRCNN 9-5-5": 30.48, "FSRCNN": 30.72, "EDSR-baseline": 32.09, "IMDN": 32.21},
-        "Set14": {"bicubic": 26.00, "SRCNN 9-5-5": 27.49, "FSRCNN": 27.61, "EDSR-baseline": 28.58, "IMDN": 28.58},
-        "B100": {"bicubic": 25.96, "SRCNN 9-5-5": 26.90, "FSRCNN": 26.98, "EDSR-baseline": 27.57, "IMDN": 27.56},
+        "Set5": {
+            "bicubic": 28.42,
+            "SRCNN 9-5-5": 30.48,
+            "FSRCNN": 30.72,
+            "EDSR-baseline": 32.09,
+            "IMDN": 32.21,
+        },
+        "Set14": {
+            "bicubic": 26.00,
+            "SRCNN 9-5-5": 27.49,
+            "FSRCNN": 27.61,
+            "EDSR-baseline": 28.58,
+            "IMDN": 28.58,
+        },
+        "B100": {
+            "bicubic": 25.96,
+            "SRCNN 9-5-5": 26.90,
+            "FSRCNN": 26.98,
+            "EDSR-baseline": 27.57,
+            "IMDN": 27.56,
+        },
     },
 }
 
@@ -71,10 +125,21 @@ def evaluate(model, files: list[Path], scale: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="model spec (repeatable)")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument(
+        "--update-card",
+        type=Path,
+        default=None,
+        help="write the measured numbers into this JSON model card's metrics",
+    )
     args = parser.parse_args(argv)
-    models = {spec: load_model(spec) for spec in args.model}
+    loaded = [load_model(spec) for spec in args.model]
+    models = {
+        (m.card.name if m.card is not None else spec): m for spec, m in zip(args.model, loaded)
+    }
     scales = sorted({m.card.scale for m in models.values()} or {3})
     for scale in scales:
         print(f"\n### x{scale}: Y-PSNR (dB) / SSIM\n")
@@ -82,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         rows: dict[str, list[str]] = {}
+        measured: dict[str, dict[str, dict[str, float]]] = {}
         timings = {}
         for name, model in {"bicubic (this toolkit)": load_model("bicubic"), **models}.items():
             if model.card is not None and not model.flexible_scale and model.card.scale != scale:
@@ -93,18 +159,54 @@ def main(argv: list[str] | None = None) -> None:
                 if not files:
                     raise SystemExit(f"error: no images in {Path(args.data) / DATASETS[ds]}")
                 res = evaluate(model, files, scale)
+                measured.setdefault(name, {})[ds] = res
                 cells.append(f"{res['psnr']:.2f} / {res['ssim']:.4f}")
             timings[name] = time.perf_counter() - started
             rows[name] = cells
-        for method in sorted({m for ds in args.datasets for m in PUBLISHED.get(scale, {}).get(ds, {})},
-                             key=lambda m: PUBLISHED[scale]["Set5"].get(m, 0)):
-            cells = [f"{PUBLISHED[scale][ds][method]:.2f}" if method in PUBLISHED[scale].get(ds, {}) else "-"
-                     for ds in args.datasets]
+        for method in sorted(
+            {m for ds in args.datasets for m in PUBLISHED.get(scale, {}).get(ds, {})},
+            key=lambda m: PUBLISHED[scale]["Set5"].get(m, 0),
+        ):
+            cells = [
+                f"{PUBLISHED[scale][ds][method]:.2f}"
+                if method in PUBLISHED[scale].get(ds, {})
+                else "-"
+                for ds in args.datasets
+            ]
             print(f"| {method} (published) | " + " | ".join(cells) + " |")
         for name, cells in rows.items():
             print(f"| **{name}** | " + " | ".join(cells) + " |")
-        print("\nseconds per method (all datasets, this CPU): "
-              + ", ".join(f"{k}: {v:.1f}" for k, v in timings.items()))
+        print(
+            "\nseconds per method (all datasets, this CPU): "
+            + ", ".join(f"{k}: {v:.1f}" for k, v in timings.items())
+        )
+        if args.update_card:
+            _update_card(args.update_card, measured, scale)
+
+
+def _update_card(card_path: Path, measured, scale: int) -> None:
+    """Adds per-dataset Y-PSNR/SSIM of the card's model and of bicubic to its metrics."""
+    card = json.loads(card_path.read_text())
+    model = measured[card["name"]]
+    bicubic = measured["bicubic (this toolkit)"]
+    benchmark = {
+        ds: {
+            "y_psnr": round(model[ds]["psnr"], 3),
+            "y_ssim": round(model[ds]["ssim"], 4),
+            "bicubic_y_psnr": round(bicubic[ds]["psnr"], 3),
+            "bicubic_y_ssim": round(bicubic[ds]["ssim"], 4),
+            "gain_db": round(model[ds]["psnr"] - bicubic[ds]["psnr"], 3),
+            "images": model[ds]["n"],
+        }
+        for ds in model
+    }
+    card["metrics"] = {
+        **card["metrics"],
+        "benchmark": benchmark,
+        "protocol": f"Y (BT.601), MATLAB bicubic x{scale} LR rounded to 8 bit, {scale}-px shave",
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"updated {card_path}")
 
 
 if __name__ == "__main__":
