@@ -2,12 +2,210 @@
 
 from __future__ import annotations
 
-from common.cli import make_group, models_command
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from common.cli import format_models, make_group
 from common.training.cli import make_train_command
 
 main = make_group("medsr", "Super-resolution of MRI and CT volumes (NIfTI, DICOM).")
-main.add_command(models_command(("mri", "ct")))
-main.add_command(make_train_command())
+
+
+@main.command("models")
+def models() -> None:
+    """List the shipped MRI/CT models, the interpolation baselines and medsr's own methods."""
+    from .enhance import MEDSR_METHODS
+
+    click.echo(format_models(("mri", "ct")))
+    click.echo("medsr methods (no weights; use with --model):")
+    for name, description in MEDSR_METHODS.items():
+        click.echo(f"  {name}: {description}")
+
+
+def _readers():
+    from .info import train_readers
+
+    return train_readers()
+
+
+main.add_command(make_train_command(_readers))
+
+
+def _show_warnings(caught: list) -> None:
+    for item in caught:
+        click.echo(f"warning: {item.message}", err=True)
+
+
+def _parse_options(target: str, options: dict) -> dict:
+    """Turns --scale/--axis text into values; problems become ``<target>: <problem>``."""
+    from .enhance import parse_scale
+    from .errors import input_error
+    from .geometry import parse_axis
+
+    try:
+        if options.get("scale") is not None:
+            options["scale"] = parse_scale(options["scale"])
+        if options.get("axis") is not None:
+            options["axis"] = parse_axis(options["axis"])
+    except ValueError as exc:
+        raise input_error(target, str(exc)) from None
+    return options
+
+
+@main.command("enhance")
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "-o", "--output", default=None, help="Output .nii/.nii.gz, DICOM folder, or batch folder."
+)
+@click.option("--scale", help="In-plane factor S, or per-axis a,b,c.")
+@click.option("--axis", help="Thick (through-plane) axis: x, y or z.")
+@click.option("--target-spacing", type=float, default=None, help="Voxel size to reach, in mm.")
+@click.option(
+    "--model",
+    default=None,
+    help="Model name or path, bicubic/bspline/lanczos/nearest, or ibp (default: a shipped model, else bspline).",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["auto", "mri", "ct"]),
+    default="auto",
+    help="auto: DICOM Modality, else the value range.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "keep"]),
+    default="float32",
+    help="NIfTI output type: float32, or the input's stored type (rounded, clipped).",
+)
+@click.option(
+    "--trust",
+    type=click.Choice(["sform", "qform"]),
+    default=None,
+    help="Which NIfTI affine to use when sform and qform disagree.",
+)
+@click.option("--series", default=None, help="DICOM SeriesInstanceUID (or prefix / SeriesNumber).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available).")
+@click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile size in input voxels.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per forward pass."
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input).")
+def enhance(input_path: str, output: str | None, progress: bool | None, **options) -> None:
+    """Super-resolve a NIfTI/MGZ file, a DICOM series folder, or a batch (folder or glob)."""
+    from .enhance import enhance_batch, enhance_file, is_batch
+
+    options = _parse_options(input_path, options)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if is_batch(input_path):
+
+            def report(path: Path, error: str | None) -> None:
+                click.echo(f"error: {error}" if error else f"ok: {path}", err=bool(error))
+
+            results = enhance_batch(input_path, output, report=report, progress=progress, **options)
+            failed = sum(1 for _, error in results if error)
+            click.echo(f"{len(results) - failed} of {len(results)} file(s) enhanced")
+            _show_warnings(caught)
+            if failed:
+                sys.exit(2)
+            return
+        result = enhance_file(input_path, output, progress=progress, **options)
+    _show_warnings(caught)
+    prov = result.provenance
+    click.echo(
+        f"{prov['output']}: {prov['plan']}; method {prov['method']} with {prov['model']['name']}"
+        f" ({prov['model']['reason']}); spacing {prov['spacing_before']} -> {prov['spacing_after']} mm"
+    )
+
+
+@main.command("simulate")
+@click.argument("hr")
+@click.option("-o", "--output", required=True, help="Low-res NIfTI to write (.nii/.nii.gz).")
+@click.option("--axis", default="z", help="Axis to thicken: x, y or z.")
+@click.option("--factor", type=int, default=4, help="HR slices per LR slice (integer >= 2).")
+@click.option("--profile", type=click.Choice(["gaussian", "box"]), default="gaussian")
+@click.option("--gap", "gap_mm", type=float, default=0.0, help="Gap between slices in mm.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def simulate(
+    hr: str, output: str, axis: str, factor: int, profile: str, gap_mm: float, overwrite: bool
+) -> None:
+    """Simulate thick slices from a high-res volume (grids align under edges-kept)."""
+    from .simulate import simulate_file
+
+    axis_index = _parse_options(hr, {"axis": axis})["axis"]
+    low = simulate_file(
+        hr,
+        output,
+        axis=axis_index,
+        factor=factor,
+        profile=profile,
+        gap_mm=gap_mm,
+        overwrite=overwrite,
+    )
+    click.echo(
+        f"{output}: {list(low.shape)} voxels of {[round(float(v), 4) for v in low.spacing]} mm"
+    )
+
+
+@main.command("evaluate")
+@click.argument("pred")
+@click.argument("ref")
+@click.option("--mask", default=None, help="Foreground mask volume (non-zero = inside).")
+@click.option(
+    "--lr", default=None, help="The low-res input: adds the B-spline baseline and the gain."
+)
+@click.option(
+    "--data-range",
+    type=float,
+    default=None,
+    help="PSNR/SSIM range (default: reference range in the mask).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (3D and per-slice rows).")
+def evaluate(
+    pred: str,
+    ref: str,
+    mask: str | None,
+    lr: str | None,
+    data_range: float | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """PSNR/SSIM of PRED against REF in a foreground mask (Otsu unless --mask)."""
+    from .evaluate import evaluate_files, format_csv, format_json, format_text
+
+    result = evaluate_files(pred, ref, mask_path=mask, lr_path=lr, data_range=data_range)
+    if as_json:
+        click.echo(format_json(result))
+    elif as_csv:
+        click.echo(format_csv(result), nl=False)
+    else:
+        click.echo(format_text(result))
+
+
+@main.command("info")
+@click.argument("scan")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--trust", type=click.Choice(["sform", "qform"]), default=None)
+@click.option("--series", default=None, help="DICOM SeriesInstanceUID (or prefix / SeriesNumber).")
+def info(scan: str, as_json: bool, trust: str | None, series: str | None) -> None:
+    """Spacing, orientation, shape, modality, thick axis and what enhance would do."""
+    from .info import describe, format_info
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        record = describe(scan, trust=trust, series=series)
+    click.echo(json.dumps(record, indent=2) if as_json else format_info(record))
+
 
 if __name__ == "__main__":
     main()

@@ -1,16 +1,16 @@
 """Exact tiled inference on MONAI's ``sliding_window_inference``.
 
-MONAI cuts the input into windows, batches them and stitches the upscaled outputs. Its
-blending alone is not seam-free, because a window's border pixels see zero padding where
-the whole image has real neighbours. Here every window carries a *halo* of at least the
-model's receptive radius on each interior side, and its prediction is weighted by a map
-that is 1 on the window's core and 0 on the halo (the halo is kept where it touches the
-image border, where the whole-image run sees the same padding). The predictor returns
-``(weight * prediction, weight)``; MONAI accumulates both with the same constant
-importance, and their ratio is exactly the whole-image output, up to float rounding.
+MONAI cuts the input into windows, batches them and moves them to the compute device.
+Its blending alone is not seam-free, because a window's border pixels see zero padding
+where the whole image has real neighbours. Here every window carries a *halo* of at least
+the model's receptive radius on each interior side (none where it touches the image
+border, where the whole-image run sees the same padding), so its *core* equals the
+whole-image output. The cores of neighbouring windows overlap; each output pixel is
+*owned* by exactly one window and copied from it, so no blending arithmetic touches the
+result: it equals the untiled output up to the convolution's own rounding.
 
-Memory is bounded by ``tile`` and ``batch_size`` on the compute device; the stitched
-output (and two single-channel accumulators) live on the CPU.
+Memory is bounded by ``tile`` and ``batch_size`` on the compute device; the output lives
+on the CPU, plus an input-sized single-channel buffer of MONAI's.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 
 from ..models.architectures import SRModule
@@ -44,26 +45,30 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _halo_weight(
-    window: Sequence[slice], image_size: Sequence[int], roi: Sequence[int], halo, scale
-):
-    """Per-window output weight: 1 on the core, 0 on interior-side halos."""
-    weight = None
-    for sl, size, r, h, s in zip(window, image_size, roi, halo, scale):
-        lo = h if sl.start > 0 else 0
-        hi = r - (h if sl.stop < size else 0)
-        axis = torch.zeros(r * s)
-        axis[lo * s : hi * s] = 1.0
-        weight = axis if weight is None else weight[..., None] * axis
-    return weight
+def _owned_ranges(image_size, roi, interval, halo) -> list[dict[int, tuple[int, int]]]:
+    """Per axis: window start -> the input range ``[lo, hi)`` that window alone writes.
+
+    Windows start where MONAI's ``dense_patch_slices`` puts them. The boundary between
+    consecutive windows is where the later one's core begins (``start + halo``), which lies
+    inside both cores because starts are at most ``tile - 2 * halo`` apart. So the owned
+    ranges partition each axis, and every output pixel comes from one window's core.
+    """
+    windows = dense_patch_slices(image_size, roi, interval)
+    owned = []
+    for axis, (size, h) in enumerate(zip(image_size, halo)):
+        starts = sorted({w[axis].start for w in windows})
+        bounds = [0, *(start + h for start in starts[1:]), size]
+        owned.append({start: (bounds[i], bounds[i + 1]) for i, start in enumerate(starts)})
+    return owned
 
 
-class _HaloPredictor:
-    """Runs the network on a batch of windows and returns ``(weight * out, weight)``."""
+class _OwnedCopyPredictor:
+    """Runs the network on a batch of windows and copies each window's owned core into the
+    output; MONAI only gets a small dummy to stitch, so no arithmetic touches the result."""
 
-    def __init__(self, model, image_size, roi, halo, scale, device, use_bf16):
-        self.model, self.image_size, self.roi = model, image_size, roi
-        self.halo, self.scale, self.device, self.use_bf16 = halo, scale, device, use_bf16
+    def __init__(self, model, out, owned, scale, device, use_bf16):
+        self.model, self.out, self.owned = model, out, owned
+        self.scale, self.device, self.use_bf16 = scale, device, use_bf16
         self.fallbacks = 0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,12 +81,21 @@ class _HaloPredictor:
             out = self.model(x).float()
         return out
 
-    def __call__(self, windows: torch.Tensor, coords: list[list[slice]]):
-        out = self._forward(windows)
-        weights = torch.stack(
-            [_halo_weight(c[2:], self.image_size, self.roi, self.halo, self.scale) for c in coords]
-        )[:, None].to(out.device)
-        return out * weights, weights
+    def __call__(self, windows: torch.Tensor, coords: list[list[slice]]) -> torch.Tensor:
+        pred = self._forward(windows).to(self.out.device)
+        for index, coord in enumerate(coords):
+            dst, src = [slice(None)], [slice(None)]
+            for axis, (window, s) in enumerate(zip(coord[2:], self.scale)):
+                try:
+                    lo, hi = self.owned[axis][window.start]
+                except KeyError:
+                    raise RuntimeError(
+                        "internal tiling error: unexpected window position"
+                    ) from None
+                dst.append(slice(lo * s, hi * s))
+                src.append(slice((lo - window.start) * s, (hi - window.start) * s))
+            self.out[0][tuple(dst)] = pred[index][tuple(src)]
+        return torch.zeros((windows.shape[0], 1, *windows.shape[2:]), device=windows.device)
 
 
 def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
@@ -100,15 +114,20 @@ def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
 
 
 def _run(model, tensor, scale, roi, halo, batch, device, progress):
-    image_size = tensor.shape[2:]
-    overlap = [
-        0.0 if r >= n else 2 * h / r for r, n, h in zip(roi, image_size, halo)
-    ]  # the scan interval int(r*(1-overlap)) <= r - 2h, so window cores tile the image
-    predictor = _HaloPredictor(model, image_size, roi, halo, scale, device, device.type == "cuda")
+    image_size = tuple(tensor.shape[2:])
+    # window cores (tile minus a halo on interior sides) must overlap or touch
+    overlap = [0.0 if r >= n else 2 * h / r for r, n, h in zip(roi, image_size, halo)]
+    interval = [
+        r if r == n else max(int(r * (1 - o)), 1) for r, n, o in zip(roi, image_size, overlap)
+    ]
+    out = torch.empty((1, tensor.shape[1], *(n * s for n, s in zip(image_size, scale))))
+    owned = _owned_ranges(image_size, roi, interval, halo)
     model_on_device = model if _device_of(model) == device else copy.deepcopy(model).to(device)
-    predictor.model = model_on_device
+    predictor = _OwnedCopyPredictor(
+        model_on_device, out, owned, scale, device, device.type == "cuda"
+    )
     with torch.inference_mode():
-        weighted, weights = sliding_window_inference(
+        sliding_window_inference(
             tensor,
             roi_size=list(roi),
             sw_batch_size=batch,
@@ -125,11 +144,7 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
             f"bf16 gave non-finite values in {predictor.fallbacks} batch(es); redone in float32",
             stacklevel=3,
         )
-    if not bool((weights > 0).all()):
-        raise RuntimeError(
-            "internal tiling error: some output pixels were covered by no window core"
-        )
-    return weighted / weights
+    return out
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

@@ -158,13 +158,13 @@ def test_trivial_predictor_is_exact_3d(tile):
 
 
 @pytest.mark.parametrize("tile", [4, 5, 7, (3, 8, 5)])
-def test_trivial_predictor_with_many_overlaps_is_within_rounding(tile):
-    # up to 8 windows overlap a pixel here; their running sum p, 2p, 3p, ... may round
+def test_trivial_predictor_with_many_overlaps_is_bit_exact(tile):
+    # up to 8 window cores overlap a pixel here; exactly one of them writes it
     x = np.random.default_rng(7).random((1, 7, 11, 9), dtype=np.float32)
     out = upscale(DoubledNearest(3, (2, 1, 2)), x, tile=tile, batch_size=2)
     expected = 2 * np.repeat(np.repeat(x, 2, axis=1), 2, axis=3)
     assert out.shape == expected.shape == (1, 14, 11, 18)
-    np.testing.assert_array_max_ulp(out, expected, maxulp=2)
+    np.testing.assert_array_equal(out, expected)
 
 
 # --------------------------------------------------------------------------- settings
@@ -379,9 +379,11 @@ class InfUnderAutocast(SRModule):
         return torch.full_like(y, float("inf")) if autocast else y
 
 
-def _predictor(model) -> tiling._HaloPredictor:
-    return tiling._HaloPredictor(
-        model, (6, 5), (6, 5), (0, 0), (2, 2), device=torch.device("cpu"), use_bf16=True
+def _predictor(model) -> tiling._OwnedCopyPredictor:
+    out = torch.full((1, 1, 12, 10), float("nan"))
+    owned = [{0: (0, 6)}, {0: (0, 5)}]
+    return tiling._OwnedCopyPredictor(
+        model, out, owned, (2, 2), device=torch.device("cpu"), use_bf16=True
     )
 
 
@@ -394,14 +396,14 @@ def test_bf16_non_finite_output_is_redone_in_float32():
     predictor = _predictor(model)
     windows = torch.rand(2, 1, 6, 5, generator=torch.Generator().manual_seed(13))
     with torch.no_grad():
-        weighted, weights = predictor(windows, _coords(2))
+        dummy = predictor(windows, _coords(2))
         expected = model.conv(windows).repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     assert model.autocast_seen[:2] == [True, False]
     assert predictor.fallbacks == 1
-    assert torch.isfinite(weighted).all()
-    assert weighted.dtype == torch.float32 and weighted.shape == (2, 1, 12, 10)
-    assert torch.equal(weights, torch.ones(2, 1, 12, 10))
-    assert torch.equal(weighted, expected)
+    assert dummy.shape == (2, 1, 6, 5) and not dummy.any()  # MONAI only stitches a dummy
+    out = predictor.out
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.equal(out[0], expected[1])  # both windows own the same pixels; the last wins
 
 
 def test_bf16_non_finite_input_is_not_redone():
@@ -410,17 +412,28 @@ def test_bf16_non_finite_input_is_not_redone():
     windows = torch.rand(1, 1, 6, 5)
     windows[0, 0, 2, 2] = float("inf")
     with torch.no_grad():
-        weighted, _ = predictor(windows, _coords(1))
+        predictor(windows, _coords(1))
     assert predictor.fallbacks == 0
     assert model.autocast_seen == [True]
-    assert torch.isinf(weighted).all()
+    assert torch.isinf(predictor.out).all()
 
 
-def test_halo_weight_is_zero_on_interior_halos_only():
-    weight = tiling._halo_weight([slice(0, 10), slice(5, 15)], (10, 30), (10, 10), (2, 3), (2, 1))
-    axis1 = torch.zeros(10)
-    axis1[3:7] = 1  # halo 3 on both interior sides
-    assert torch.equal(weight, torch.ones(20)[:, None] * axis1)
+def test_owned_ranges_partition_each_axis_inside_the_cores():
+    # axis 0: one window covers it; axis 1: tile 10, halo 3, interval 4 -> starts 0, 4, ..., 20
+    owned = tiling._owned_ranges((8, 30), (8, 10), (8, 4), (2, 3))
+    assert owned[0] == {0: (0, 8)}
+    assert owned[1] == {
+        0: (0, 7),
+        4: (7, 11),
+        8: (11, 15),
+        12: (15, 19),
+        16: (19, 23),
+        20: (23, 30),
+    }
+    for start, (lo, hi) in owned[1].items():
+        core_lo = start + 3 if start > 0 else 0
+        core_hi = start + 10 - 3 if start + 10 < 30 else 30
+        assert core_lo <= lo < hi <= core_hi
 
 
 def test_choose_device():

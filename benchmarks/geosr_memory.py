@@ -1,0 +1,125 @@
+"""Peak memory of ``geosr enhance`` against raster size: it must not grow with the raster.
+
+For each size N, a child process writes an N x N 3-band uint8 GeoTIFF strip by strip
+(never holding the whole array), and a *fresh* child process runs ``enhance_raster`` at
+``--scale`` and reports its peak resident set size (``resource.getrusage``, ``ru_maxrss``;
+VmHWM from /proc/self/status where available, which is the same number). The table
+compares it with what a whole-array float32 output alone would need (``3 * (N*s)^2 * 4``
+bytes). The issue's check is N = 9000, x2, under 1.5 GB::
+
+    .venv/bin/python benchmarks/geosr_memory.py                      # 1000 3000 9000
+    .venv/bin/python benchmarks/geosr_memory.py --sizes 1000 2000 3000 --limit-mb 1500
+
+Exits with status 1 when a size exceeds ``--limit-mb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WRITE = """
+import sys, numpy as np, rasterio
+from affine import Affine
+n, path = int(sys.argv[1]), sys.argv[2]
+profile = dict(driver="GTiff", width=n, height=n, count=3, dtype="uint8", nodata=0,
+               crs="EPSG:32618", transform=Affine.translation(6e5, 4.5e6) @ Affine.scale(10, -10),
+               tiled=True, blockxsize=256, blockysize=256, compress="DEFLATE")
+rng = np.random.default_rng(0)
+with rasterio.open(path, "w", **profile) as dst:
+    for row in range(0, n, 256):
+        h = min(256, n - row)
+        yy, xx = np.mgrid[row:row + h, :n]
+        base = (128 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.int16)
+        data = np.clip(base[None] + rng.integers(-20, 21, (3, h, n)), 1, 255).astype(np.uint8)
+        data[:, :, : n // 10] = 0  # a nodata collar
+        dst.write(data, window=((row, row + h), (0, n)))
+"""
+
+RUN = """
+import json, resource, sys, time, warnings
+warnings.simplefilter("ignore")
+from geosr.enhance import EnhanceOptions, enhance_raster
+src, out, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
+start = time.perf_counter()
+result = enhance_raster(src, out, EnhanceOptions(scale=scale))
+seconds = time.perf_counter() - start
+hwm = None
+try:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+except OSError:
+    pass
+peak = hwm or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_mb": peak, "seconds": seconds, "windows": result.windows,
+                  "model": result.model}))
+"""
+
+
+def measure(size: int, scale: int, folder: Path) -> dict:
+    """Writes an N x N raster, enhances it in a fresh process; returns its numbers."""
+    src, out = folder / f"in_{size}.tif", folder / f"out_{size}.tif"
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    subprocess.run([sys.executable, "-c", WRITE, str(size), str(src)], check=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN, str(src), str(out), str(scale)],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    numbers = json.loads(proc.stdout.strip().splitlines()[-1])
+    numbers.update(size=size, in_mb=src.stat().st_size / 2**20, out_mb=out.stat().st_size / 2**20)
+    src.unlink()
+    out.unlink()
+    return numbers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 9000])
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--limit-mb", type=float, default=1500.0)
+    parser.add_argument(
+        "--tmp", default=None, help="Folder for the rasters (default: system temp)."
+    )
+    args = parser.parse_args()
+    print(
+        f"geosr enhance --scale {args.scale}, 3-band uint8, default model, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', '1')}"
+    )
+    print()
+    print(
+        "| size (px) | input file (MB) | output file (MB) | whole float32 output (MB) | peak RSS (MB) | time (s) | windows |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    failed = False
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for size in args.sizes:
+            start = time.perf_counter()
+            r = measure(size, args.scale, Path(tmp))
+            whole = 3 * (size * args.scale) ** 2 * 4 / 2**20
+            print(
+                f"| {size} x {size} | {r['in_mb']:.1f} | {r['out_mb']:.1f} | {whole:,.0f} | "
+                f"{r['peak_mb']:.0f} | {r['seconds']:.1f} | {r['windows']} |",
+                flush=True,
+            )
+            failed |= r["peak_mb"] > args.limit_mb
+            del start
+    if failed:
+        print(f"\nFAIL: a peak exceeded {args.limit_mb:.0f} MB")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

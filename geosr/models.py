@@ -1,0 +1,76 @@
+"""Which model ``geosr enhance`` uses, and how it is applied to a raster's bands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common import list_models, load_model
+from common.models import SRModule
+
+FALLBACK = "bicubic"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model spec and why it was chosen (shown on stderr and stored as a tag)."""
+
+    spec: str
+    reason: str
+
+
+def default_model(scale: int, band_count: int) -> ModelChoice:
+    """The shipped remote-sensing model for ``scale`` and ``band_count``, else bicubic.
+
+    Preference: an ``rs`` model with exactly ``band_count`` channels, then a 1-channel one
+    (applied per band), then any-channel; ties go to the larger held-out gain. Shipped
+    models added to the registry are picked up here without CLI changes.
+    """
+    candidates = [
+        card
+        for card in list_models()
+        if card.domain == "rs"
+        and card.dims == 2
+        and card.scale == scale
+        and card.channels in (band_count, 1, 0)
+    ]
+    if candidates:
+
+        def rank(card) -> tuple:
+            fit = 0 if card.channels == band_count else (1 if card.channels == 1 else 2)
+            return (fit, -float(card.metrics.get("gain_db", 0.0) or 0.0), card.name)
+
+        best = min(candidates, key=rank)
+        return ModelChoice(best.name, f"shipped remote-sensing model for x{scale}")
+    return ModelChoice(
+        FALLBACK,
+        f"no shipped remote-sensing model for x{scale} with {band_count} band(s); "
+        f"using {FALLBACK} interpolation",
+    )
+
+
+def prepare_model(spec: str, scale: int, band_count: int) -> SRModule:
+    """Loads ``spec`` at ``scale`` and checks it can take ``band_count`` bands.
+
+    Interpolation baselines take any scale; a trained model must match it. A model with
+    ``channels == 1`` is applied to each band in turn; otherwise the channel count must
+    equal the band count.
+
+    Raises:
+        ValueError: scale or channel mismatch (the message says what would work).
+    """
+    model = load_model(spec)
+    if model.flexible_scale:
+        model = model.with_scale(scale)
+    elif model.dims != 2:
+        raise ValueError(f"model {spec!r} is {model.dims}D; geosr needs a 2D model")
+    elif tuple(model.scale) != (scale, scale):
+        raise ValueError(
+            f"model {spec!r} is trained for x{model.scale[0]}, not x{scale}; "
+            f"pass --scale {model.scale[0]} or another model"
+        )
+    if model.channels not in (0, 1, band_count):
+        raise ValueError(
+            f"model {spec!r} takes {model.channels} band(s), the selection has {band_count}; "
+            "choose bands with --bands"
+        )
+    return model

@@ -1,0 +1,83 @@
+"""Shipped models: weights load, cards are complete, recipes reproduce them, gains are real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common import list_models, load_model
+from common.models import DOMAINS, SHIPPED
+from common.models.registry import available_shipped
+from common.training import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data"
+
+
+def test_every_registered_model_is_shipped():
+    assert sorted(available_shipped()) == sorted(SHIPPED)
+    assert sorted(c.name for c in list_models()) == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_card_is_complete_and_matches_the_weights(name):
+    model = load_model(name)
+    card = model.card
+    assert card.name == name and card.domain in DOMAINS
+    assert card.architecture == model.arch_name
+    assert dict(card.hparams) == model.hparams
+    assert card.axis_scale == model.scale and card.scale == max(model.scale)
+    assert card.n_parameters == model.n_parameters()
+    assert card.receptive_field == 2 * max(model.receptive_radius) + 1
+    assert card.input_range == (0.0, 1.0)
+    assert card.description and card.license
+    assert card.training_data and not any("chris_t1" in src for src in card.training_data)
+    metrics = card.metrics
+    assert metrics["gain_db"] == pytest.approx(metrics["psnr"] - metrics["baseline_psnr"])
+    assert metrics["gain_db"] > 0 and metrics["val_files"]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_recipe_reproduces_the_card(name):
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    card = load_model(name).card
+    assert cfg.name == name and cfg.domain == card.domain
+    assert cfg.model.architecture == card.architecture
+    assert {**cfg.model.hparams} == {
+        k: v for k, v in card.hparams.items() if k not in ("dims", "channels", "scale")
+    }
+    assert cfg.model.channels == card.channels and cfg.model.dims == card.dims
+    assert cfg.card.training_data == list(card.training_data)
+    # validation files are never training files
+    assert not set(cfg.data.train) & set(cfg.data.val)
+
+
+@pytest.mark.skipif(
+    not (DATA / "set14" / "HR").is_dir(),
+    reason="needs ../shared/data/set14 (real benchmark images)",
+)
+def test_natural_srcnn_beats_bicubic_on_held_out_set14():
+    """Set14 is never seen in training or model selection (Set5 was the validation set)."""
+    from benchmarks.natural_sr import evaluate
+
+    files = sorted((DATA / "set14" / "HR").glob("*.png"))[:6]
+    model = evaluate(load_model("natural_srcnn_x3"), files, 3)
+    bicubic = evaluate(load_model("bicubic"), files, 3)
+    assert model["psnr"] > bicubic["psnr"] + 0.8, (model, bicubic)
+    assert model["ssim"] > bicubic["ssim"]
+
+
+@pytest.mark.skipif(
+    not (DATA / "set5" / "HR").is_dir(), reason="needs ../shared/data/set5 (real benchmark images)"
+)
+def test_natural_srcnn_card_metric_is_reproducible_on_set5():
+    from benchmarks.natural_sr import evaluate
+
+    card = load_model("natural_srcnn_x3").card
+    measured = evaluate(
+        load_model("natural_srcnn_x3"), sorted((DATA / "set5" / "HR").glob("*.png")), 3
+    )
+    assert measured["psnr"] == pytest.approx(card.metrics["benchmark"]["Set5"]["y_psnr"], abs=2e-3)
+    assert np.isfinite(measured["ssim"])
