@@ -181,12 +181,16 @@ def main(argv: list[str] | None = None) -> None:
             + ", ".join(f"{k}: {v:.1f}" for k, v in timings.items())
         )
         if args.update_card:
-            _update_card(args.update_card, measured, scale)
+            _update_card(args.update_card, measured, scale, models)
 
 
-def _update_card(card_path: Path, measured, scale: int) -> None:
-    """Adds per-dataset Y-PSNR/SSIM of the card's model and of bicubic to its metrics."""
+def _update_card(card_path: Path, measured, scale: int, models) -> None:
+    """Adds per-dataset Y-PSNR/SSIM of the card's model and of bicubic to its metrics, and
+    re-derives the structural fields (receptive field, parameters) from the loaded model."""
     card = json.loads(card_path.read_text())
+    network = models[card["name"]]
+    card["receptive_field"] = 2 * max(network.receptive_radius) + 1
+    card["n_parameters"] = network.n_parameters()
     model = measured[card["name"]]
     bicubic = measured["bicubic (this toolkit)"]
     benchmark = {

@@ -62,10 +62,10 @@ def test_natural_srcnn_beats_bicubic_on_held_out_set14():
     """Set14 is never seen in training or model selection (Set5 was the validation set)."""
     from benchmarks.natural_sr import evaluate
 
-    files = sorted((DATA / "set14" / "HR").glob("*.png"))[:6]
+    files = sorted((DATA / "set14" / "HR").glob("*.png"))
     model = evaluate(load_model("natural_srcnn_x3"), files, 3)
     bicubic = evaluate(load_model("bicubic"), files, 3)
-    assert model["psnr"] > bicubic["psnr"] + 0.8, (model, bicubic)
+    assert model["psnr"] > bicubic["psnr"] + 1.0, (model, bicubic)
     assert model["ssim"] > bicubic["ssim"]
 
 
