@@ -89,6 +89,9 @@ class DataConfig:
         color: for ``image``: ``y`` (BT.601 luma), ``rgb`` or ``gray``.
         patch_size: high-resolution patch size per axis (must be divisible by the scale).
         augment: random flips and 90-degree rotations.
+        rescale: extra copies of every training item downscaled by these factors (MATLAB
+            bicubic, antialiased) before pairs are made, as in FSRCNN's data
+            augmentation; e.g. ``[0.9, 0.8, 0.7, 0.6]``. Empty = original size only.
         degradation: the low-resolution simulation.
     """
 
@@ -99,6 +102,7 @@ class DataConfig:
     color: str = "y"
     patch_size: int | list[int] = 48
     augment: bool = True
+    rescale: list[float] = field(default_factory=list)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
 
@@ -119,6 +123,9 @@ class TrainConfig:
         amp: bf16 autocast on CUDA (ignored on the CPU).
         grad_clip: max gradient norm (0 disables).
         seed: random seed (each DDP process adds its rank).
+        init_weights: start from this weights file (written by this toolkit, same
+            architecture and hyper-parameters) instead of a fresh initialization: fine-tuning.
+            Relative paths are resolved against the working directory.
     """
 
     epochs: int = 10
@@ -132,6 +139,7 @@ class TrainConfig:
     amp: bool = True
     grad_clip: float = 0.0
     seed: int = 0
+    init_weights: str = ""
 
 
 @dataclass
@@ -199,6 +207,9 @@ class RunConfig:
         for key in ("epochs", "iters_per_epoch", "batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self.train, key)}")
+        for factor in self.data.rescale:
+            if not 0 < factor < 1:
+                raise ConfigError(f"data.rescale: factors must be in (0, 1), got {factor!r}")
         if not self.output_dir:
             self.output_dir = str(Path("runs") / self.name)
 

@@ -118,10 +118,22 @@ def make_pair(path: Path, hr: np.ndarray, scale: Sequence[int], cfg: Degradation
 
 
 def load_pairs(
-    files: Sequence[Path], reader: Reader, scale: Sequence[int], cfg: DegradationConfig
+    files: Sequence[Path],
+    reader: Reader,
+    scale: Sequence[int],
+    cfg: DegradationConfig,
+    rescale: Sequence[float] = (),
 ) -> list[Pair]:
-    """Reads and degrades every file."""
-    return [make_pair(path, reader(path), scale, cfg) for path in files]
+    """Reads and degrades every file, plus copies downscaled by each ``rescale`` factor."""
+    pairs = []
+    for path in files:
+        hr = reader(path)
+        pairs.append(make_pair(path, hr, scale, cfg))
+        for factor in rescale:
+            small = deg.imresize(hr, factor, spatial_dims=hr.ndim - 1)
+            if min(small.shape[1:]) >= max(scale):
+                pairs.append(make_pair(path, small, scale, cfg))
+    return pairs
 
 
 class PatchSampler:

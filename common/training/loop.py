@@ -35,6 +35,7 @@ from ..metrics import psnr, shave, ssim
 from ..models import ModelCard, build_model, make_baseline, save_model
 from ..models.architectures import SRModule
 from ..models.layers import expand_per_axis
+from ..models.weights import read_weights
 from .config import RunConfig, config_from_dict, load_config
 from .data import IMAGE_SUFFIXES, PatchSampler, Reader, expand_paths, image_reader, load_pairs
 
@@ -175,6 +176,18 @@ def run_training(
             dist.destroy_process_group()
 
 
+def _load_initial_weights(model: SRModule, cfg: RunConfig) -> None:
+    """Fine-tuning: copies a weights file's tensors into ``model`` after checking the match."""
+    path = Path(os.path.expandvars(cfg.train.init_weights))
+    state, architecture, hparams, _ = read_weights(path)
+    if architecture != cfg.model.architecture or dict(hparams) != model.hparams:
+        raise ValueError(
+            f"train.init_weights: {path} holds {architecture} {dict(hparams)}, "
+            f"but the config builds {cfg.model.architecture} {model.hparams}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
 def _resolve_device(device, rank: int) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -210,6 +223,8 @@ def _train(
         if device.type == "cpu" and cfg.model.dims == 2
         else torch.contiguous_format
     )
+    if cfg.train.init_weights:
+        _load_initial_weights(model, cfg)
     model = model.to(memory_format=memory_format)
 
     all_readers = {"image": image_reader(cfg.data), **readers}
@@ -227,7 +242,7 @@ def _train(
     if overlap:
         raise ValueError(f"validation files are also training files: {', '.join(overlap[:3])}")
     degradation = cfg.data.degradation
-    train_pairs = load_pairs(train_files, reader, scale, degradation)
+    train_pairs = load_pairs(train_files, reader, scale, degradation, cfg.data.rescale)
     val_pairs = load_pairs(val_files, reader, scale, degradation) if rank == 0 else []
 
     rng = np.random.default_rng(cfg.train.seed + 1000 * rank)

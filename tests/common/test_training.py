@@ -204,6 +204,41 @@ def test_resume_continues_exactly(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
 
 
+def test_init_weights_fine_tunes_from_an_exported_model(tmp_path):
+    first = run_training(tiny_config(tmp_path / "a"), progress=False)
+    # zero steps of learning (lr 0): the fine-tuned export must equal the starting weights
+    tuned = run_training(
+        tiny_config(tmp_path / "b", init_weights=str(first.weights), lr=0.0, lr_min=0.0),
+        progress=False,
+    )
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(tuned.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert tuned.metrics["psnr"] == pytest.approx(first.metrics["psnr"], abs=1e-6)
+
+    other = tiny_config(tmp_path / "c", init_weights=str(first.weights))
+    other["model"]["hparams"] = {"widths": [8, 4]}
+    with pytest.raises(ValueError, match="train.init_weights: .* holds espcn"):
+        run_training(other, progress=False)
+
+
+def test_rescale_adds_downscaled_copies_of_each_item():
+    from common.degradation import imresize
+    from common.training.config import DegradationConfig
+    from common.training.data import load_pairs
+
+    rng = np.random.default_rng(0)
+    images = {Path("a.png"): rng.random((1, 40, 30), dtype=np.float32)}
+    pairs = load_pairs(list(images), images.__getitem__, (2, 2), DegradationConfig(), [0.5, 0.75])
+    assert [p.hr.shape for p in pairs] == [(1, 40, 30), (1, 20, 14), (1, 30, 22)]
+    np.testing.assert_array_equal(pairs[1].hr, imresize(images[Path("a.png")], 0.5)[:, :, :14])
+    with pytest.raises(ConfigError, match=r"data.rescale: factors must be in \(0, 1\)"):
+        config_from_dict({**tiny_config_min(), "data": {"rescale": [1.5]}})
+
+
+def tiny_config_min() -> dict:
+    return {"name": "x", "domain": "natural", "model": {"architecture": "srcnn", "scale": 2}}
+
+
 def test_validation_files_must_not_be_training_files(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["data"]["val"] = ["train_0.png"]
