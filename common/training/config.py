@@ -92,6 +92,12 @@ class DataConfig:
         rescale: extra copies of every training item downscaled by these factors (MATLAB
             bicubic, antialiased) before pairs are made, as in FSRCNN's data
             augmentation; e.g. ``[0.9, 0.8, 0.7, 0.6]``. Empty = original size only.
+        planes: train a 2D model on 3D volumes: every volume is seen in all six plane
+            orientations (each ordered pair of its axes), patches are drawn from single
+            planes, and the model's first axis runs along each volume axis in turn. This is
+            how a 2D ``(s, 1)`` through-plane model (applied SMORE-style by ``medsr``) or a
+            2D in-plane model learns from isotropic volumes. Validation applies the model
+            to the planes of each held-out volume with its last axis as the thick one.
         degradation: the low-resolution simulation.
     """
 
@@ -103,6 +109,7 @@ class DataConfig:
     patch_size: int | list[int] = 48
     augment: bool = True
     rescale: list[float] = field(default_factory=list)
+    planes: bool = False
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
 
@@ -207,6 +214,8 @@ class RunConfig:
         for key in ("epochs", "iters_per_epoch", "batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self.train, key)}")
+        if self.data.planes and self.model.dims != 2:
+            raise ConfigError("data.planes: only for 2D models (model.dims: 2)")
         for factor in self.data.rescale:
             if not 0 < factor < 1:
                 raise ConfigError(f"data.rescale: factors must be in (0, 1), got {factor!r}")

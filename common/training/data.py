@@ -136,6 +136,39 @@ def load_pairs(
     return pairs
 
 
+# the six orientations of a 3D volume (C, X, Y, Z): (first, second, plane-index) axes
+PLANE_ORDERS = ((0, 1, 2), (1, 0, 2), (0, 2, 1), (2, 0, 1), (1, 2, 0), (2, 1, 0))
+
+
+def plane_pairs(
+    files: Sequence[Path],
+    reader: Reader,
+    scale: Sequence[int],
+    cfg: DegradationConfig,
+    orders: Sequence[tuple[int, int, int]] = PLANE_ORDERS,
+) -> list[Pair]:
+    """3D pairs for a 2D model of ``scale`` ``(s0, s1)``: one per volume and orientation.
+
+    Each volume ``(C, X, Y, Z)`` is transposed so that its spatial axes follow ``order`` and
+    degraded with the 3D scale ``(s0, s1, 1)``; the last axis indexes planes. Draw patches
+    with a ``PatchSampler(..., planes=True)``.
+    """
+    scale3 = (*scale, 1)
+    pairs = []
+    for path in files:
+        hr = reader(path)
+        if hr.ndim != 4:
+            raise ValueError(f"{path}: data.planes needs 3D volumes, got shape {hr.shape[1:]}")
+        for order in orders:
+            pairs.append(make_pair(path, hr.transpose(0, *(a + 1 for a in order)), scale3, cfg))
+    return pairs
+
+
+def evaluate_planes(predict: Callable[[np.ndarray], np.ndarray], lr: np.ndarray) -> np.ndarray:
+    """Applies a 2D ``predict`` to every plane ``lr[..., k]`` and stacks the results."""
+    return np.stack([predict(np.ascontiguousarray(lr[..., k])) for k in range(lr.shape[-1])], -1)
+
+
 class PatchSampler:
     """Draws random aligned patch batches from a list of pairs.
 
@@ -151,12 +184,20 @@ class PatchSampler:
         augment: bool,
         noise_sigma: float,
         rng: np.random.Generator,
+        planes: bool = False,
     ):
         if not pairs:
             raise ValueError("no training data")
         dims = pairs[0].hr.ndim - 1
+        self.planes = planes
+        if planes:  # 3D pairs from plane_pairs; 2D patches from one plane each
+            if dims != 3:
+                raise ValueError("planes=True needs 3D pairs (see plane_pairs)")
+            scale = (*scale, 1)
+            patch = (*expand_per_axis(patch_size, 2, "patch_size"), 1)
+        else:
+            patch = expand_per_axis(patch_size, dims, "patch_size")
         self.scale = tuple(scale)
-        patch = expand_per_axis(patch_size, dims, "patch_size")
         for p, s in zip(patch, self.scale):
             if p % s:
                 raise ValueError(f"patch_size {patch} must be divisible by the scale {self.scale}")
@@ -171,10 +212,11 @@ class PatchSampler:
         self.weights = sizes / sizes.sum()
         self.augment, self.noise_sigma, self.rng = augment, noise_sigma, rng
         # rotate only in planes whose two axes share one scale
+        rotatable = 2 if planes else dims
         self.rot_planes = [
             (a, b)
-            for a in range(dims)
-            for b in range(a + 1, dims)
+            for a in range(rotatable)
+            for b in range(a + 1, rotatable)
             if self.scale[a] == self.scale[b] and self.lr_patch[a] == self.lr_patch[b]
         ]
 
@@ -197,6 +239,8 @@ class PatchSampler:
                 a, b = self.rot_planes[self.rng.integers(len(self.rot_planes))]
                 k = int(self.rng.integers(4))
                 lr, hr = np.rot90(lr, k, (a + 1, b + 1)), np.rot90(hr, k, (a + 1, b + 1))
+        if self.planes:
+            lr, hr = lr[..., 0], hr[..., 0]
         lr = np.ascontiguousarray(lr, dtype=np.float32)
         if self.noise_sigma > 0:
             lr = lr + self.rng.normal(0.0, self.noise_sigma, lr.shape).astype(np.float32)

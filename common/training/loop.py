@@ -37,7 +37,16 @@ from ..models.architectures import SRModule
 from ..models.layers import expand_per_axis
 from ..models.weights import read_weights
 from .config import RunConfig, config_from_dict, load_config
-from .data import IMAGE_SUFFIXES, PatchSampler, Reader, expand_paths, image_reader, load_pairs
+from .data import (
+    IMAGE_SUFFIXES,
+    PatchSampler,
+    Reader,
+    evaluate_planes,
+    expand_paths,
+    image_reader,
+    load_pairs,
+    plane_pairs,
+)
 
 CSV_FIELDS = [
     "epoch",
@@ -101,7 +110,13 @@ def evaluate_pairs(
     """Mean PSNR/SSIM of ``model`` on ``pairs`` (data range 1, borders shaved)."""
     psnrs, ssims = [], []
     for pair in pairs:
-        pred = upscale(model, pair.lr, scale=scale, device=device, tile=tile or None)
+        if model.dims == 2 and pair.lr.ndim == 4:  # data.planes: a 2D model on each plane
+            pred = evaluate_planes(
+                lambda plane: upscale(model, plane, scale=scale, device=device, tile=tile or None),
+                pair.lr,
+            )
+        else:
+            pred = upscale(model, pair.lr, scale=scale, device=device, tile=tile or None)
         if quantize:
             pred = _y_psnr_ready(pred)
         dims = pred.ndim - 1
@@ -242,12 +257,27 @@ def _train(
     if overlap:
         raise ValueError(f"validation files are also training files: {', '.join(overlap[:3])}")
     degradation = cfg.data.degradation
-    train_pairs = load_pairs(train_files, reader, scale, degradation, cfg.data.rescale)
-    val_pairs = load_pairs(val_files, reader, scale, degradation) if rank == 0 else []
+    if cfg.data.planes:
+        train_pairs = plane_pairs(train_files, reader, scale, degradation)
+        # held-out volumes: the last axis is the thick one, planes run along the first
+        val_pairs = (
+            plane_pairs(val_files, reader, scale, degradation, orders=[(2, 1, 0)])
+            if rank == 0
+            else []
+        )
+    else:
+        train_pairs = load_pairs(train_files, reader, scale, degradation, cfg.data.rescale)
+        val_pairs = load_pairs(val_files, reader, scale, degradation) if rank == 0 else []
 
     rng = np.random.default_rng(cfg.train.seed + 1000 * rank)
     sampler = PatchSampler(
-        train_pairs, scale, cfg.data.patch_size, cfg.data.augment, degradation.noise_sigma, rng
+        train_pairs,
+        scale,
+        cfg.data.patch_size,
+        cfg.data.augment,
+        degradation.noise_sigma,
+        rng,
+        planes=cfg.data.planes,
     )
 
     ema = None
