@@ -61,7 +61,8 @@ class DegradationConfig:
         blur_sigma: extra Gaussian blur before downsampling, high-res pixels (0 = none).
         noise_sigma: Gaussian noise added to each low-res patch, normalized units.
         quantize: round low-res images to 8-bit levels (the natural-image protocol).
-        profile: thick-slice profile, ``gaussian`` or ``box``.
+        profile: thick-slice profile, ``gaussian`` or ``box``, or a list of them: every
+            training item is then degraded once with each (a model robust to both).
         gap: thick-slice gap, in high-res slices.
         mtf_at_nyquist: the Gaussian MTF's value at the low-res Nyquist frequency.
     """
@@ -70,7 +71,7 @@ class DegradationConfig:
     blur_sigma: float = 0.0
     noise_sigma: float = 0.0
     quantize: bool = False
-    profile: str = "gaussian"
+    profile: str | list[str] = "gaussian"
     gap: float = 0.0
     mtf_at_nyquist: float = 0.3
 
@@ -214,6 +215,12 @@ class RunConfig:
         for key in ("epochs", "iters_per_epoch", "batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self.train, key)}")
+        profiles = self.data.degradation.profile
+        for profile in [profiles] if isinstance(profiles, str) else profiles:
+            if profile not in ("gaussian", "box"):
+                raise ConfigError(
+                    f"data.degradation.profile: must be gaussian or box, got {profile!r}"
+                )
         if self.data.planes and self.model.dims != 2:
             raise ConfigError("data.planes: only for 2D models (model.dims: 2)")
         for factor in self.data.rescale:

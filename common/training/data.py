@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +117,15 @@ def make_pair(path: Path, hr: np.ndarray, scale: Sequence[int], cfg: Degradation
     return Pair(path, degrade(hr, scale, cfg), hr)
 
 
+def make_pairs(
+    path: Path, hr: np.ndarray, scale: Sequence[int], cfg: DegradationConfig
+) -> list[Pair]:
+    """One pair per slice profile when ``cfg.profile`` lists several, else one pair."""
+    if isinstance(cfg.profile, str):
+        return [make_pair(path, hr, scale, cfg)]
+    return [make_pair(path, hr, scale, replace(cfg, profile=p)) for p in cfg.profile]
+
+
 def load_pairs(
     files: Sequence[Path],
     reader: Reader,
@@ -128,11 +137,11 @@ def load_pairs(
     pairs = []
     for path in files:
         hr = reader(path)
-        pairs.append(make_pair(path, hr, scale, cfg))
+        pairs += make_pairs(path, hr, scale, cfg)
         for factor in rescale:
             small = deg.imresize(hr, factor, spatial_dims=hr.ndim - 1)
             if min(small.shape[1:]) >= max(scale):
-                pairs.append(make_pair(path, small, scale, cfg))
+                pairs += make_pairs(path, small, scale, cfg)
     return pairs
 
 
@@ -160,7 +169,7 @@ def plane_pairs(
         if hr.ndim != 4:
             raise ValueError(f"{path}: data.planes needs 3D volumes, got shape {hr.shape[1:]}")
         for order in orders:
-            pairs.append(make_pair(path, hr.transpose(0, *(a + 1 for a in order)), scale3, cfg))
+            pairs += make_pairs(path, hr.transpose(0, *(a + 1 for a in order)), scale3, cfg)
     return pairs
 
 

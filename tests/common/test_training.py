@@ -370,3 +370,18 @@ def test_ddp_two_gloo_processes(tmp_path):
     single = run_training(tiny_config(tmp_path / "single"), progress=False)
     single_flat = torch.cat([p.detach().flatten() for p in single.model.parameters()]).numpy()
     assert not np.allclose(single_flat, ranks[0]["params"])
+
+
+def test_profile_list_degrades_each_item_once_per_profile():
+    from common.degradation import thick_slice
+    from common.training.config import DegradationConfig
+    from common.training.data import load_pairs
+
+    vol = np.random.default_rng(4).random((1, 6, 5, 16)).astype(np.float32)
+    cfg = DegradationConfig(kind="thick_slice", profile=["gaussian", "box"])
+    pairs = load_pairs([Path("v")], lambda _: vol, (1, 1, 4), cfg)
+    assert len(pairs) == 2
+    for pair, profile in zip(pairs, ("gaussian", "box")):
+        np.testing.assert_allclose(pair.lr, thick_slice(vol, 4, 3, profile=profile), atol=1e-6)
+    with pytest.raises(ConfigError, match="data.degradation.profile: must be gaussian or box"):
+        config_from_dict({**tiny_config_min(), "data": {"degradation": {"profile": ["flat"]}}})
