@@ -36,12 +36,13 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         [f"{PY} benchmarks/natural_sr.py --model natural_srcnn_x3"],
     ),
     "medsr": (
-        "MRI x4 through-plane (held-out volumes)",
+        "MRI x4 through-plane (held-out volumes), iterative back-projection",
         "4 mm thick slices simulated from ~1 mm brain MRI with `medsr simulate`, enhanced by "
         "the default `medsr enhance` pipeline, PSNR/SSIM inside the foreground against cubic "
-        "B-spline. MR_Gd is the model's validation volume; chris_t1 (never trained on, "
+        "B-spline. No trained MRI model ships yet; this table shows `--model ibp` (no learned "
+        "weights). MR_Gd is the MRI recipes' validation volume; chris_t1 (never trained on, "
         "CC BY-NC) and the studyforrest DICOM T1 are fully held out.",
-        [f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2"],
+        [f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2 --model ibp"],
     ),
     "medsr_timing": (
         "medsr enhance timing (256x256x180 volume, this CPU)",
