@@ -41,7 +41,16 @@ def test_card_is_complete_and_matches_the_weights(name):
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_recipe_reproduces_the_card(name):
-    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    """The recipe (its last stage, configs/<name>_stage<N>.yaml, when there are several)
+    describes the shipped card; every earlier stage feeds the next through init_weights."""
+    stages = [REPO / "configs" / f"{name}.yaml"]
+    stages += sorted((REPO / "configs").glob(f"{name}_stage*.yaml"))
+    configs = [load_config(path) for path in stages]
+    for previous, following in zip(configs, configs[1:]):
+        assert following.train.init_weights == f"{previous.output_dir}/{name}.safetensors"
+        assert following.model == previous.model
+        assert following.data.val == previous.data.val
+    cfg = configs[-1]
     card = load_model(name).card
     assert cfg.name == name and cfg.domain == card.domain
     assert cfg.model.architecture == card.architecture
