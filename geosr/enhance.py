@@ -425,8 +425,18 @@ def _write_sr(
     return len(windows), skipped
 
 
+RGB = ["red", "green", "blue"]
+
+
 def _reproject(path: Path, dst_crs: str, out_path: Path, plan: EnhancePlan) -> None:
-    """Warps ``path`` to ``dst_crs`` (bilinear; nodata respected) into ``out_path``."""
+    """Warps ``path`` to ``dst_crs`` (bilinear) into ``out_path``, keeping validity.
+
+    Pixels outside the source footprint, or invalid in it, become nodata when the raster
+    has a nodata value (NaN for floats without one). An integer raster without nodata gets
+    an internal GDAL mask band instead (GDAL's ``-dstalpha``, stored as a mask), so zero
+    stays a valid value and the warp's empty corners are still masked. Written block by
+    block from a ``WarpedVRT``, so memory stays bounded.
+    """
     from rasterio.crs import CRS
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
@@ -442,8 +452,9 @@ def _reproject(path: Path, dst_crs: str, out_path: Path, plan: EnhancePlan) -> N
         transform, width, height = calculate_default_transform(
             sr.crs, crs, sr.width, sr.height, *sr.bounds
         )
+        dtype = sr.dtypes[0]
         nodata = sr.nodata
-        if nodata is None and np.issubdtype(np.dtype(sr.dtypes[0]), np.floating):
+        if nodata is None and np.issubdtype(np.dtype(dtype), np.floating):
             nodata = float("nan")
         vrt_options = {
             "crs": crs,
@@ -454,14 +465,27 @@ def _reproject(path: Path, dst_crs: str, out_path: Path, plan: EnhancePlan) -> N
         }
         if nodata is not None:
             vrt_options["nodata"] = nodata
-        with WarpedVRT(sr, **vrt_options) as vrt:
-            opts = creation_options(sr.dtypes[0], sr.block_shapes[0][0])
-            opts.pop("driver")
-            rasterio.shutil.copy(vrt, out_path, driver="GTiff", **opts)
-        with rasterio.open(out_path, "r+") as dst:
-            copy_metadata(
-                sr, dst, list(range(1, sr.count + 1)), {"SR_REPROJECTED_FROM": sr.crs.to_string()}
-            )
+        else:
+            vrt_options["add_alpha"] = True
+        opts = creation_options(dtype, sr.block_shapes[0][0])
+        profile = dict(opts, width=width, height=height, count=sr.count, dtype=dtype, crs=crs)
+        profile["transform"] = transform
+        if nodata is not None:
+            profile["nodata"] = nodata
+        if sr.count == 3 and dtype == "uint8" and [c.name for c in sr.colorinterp] == RGB:
+            profile["photometric"] = "RGB"
+        with (
+            WarpedVRT(sr, **vrt_options) as vrt,
+            rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+            rasterio.open(out_path, "w", **profile) as dst,
+        ):
+            bands = list(range(1, sr.count + 1))
+            for _, window in dst.block_windows(1):
+                dst.write(vrt.read(bands, window=window), window=window)
+                if nodata is None:
+                    alpha = vrt.read(sr.count + 1, window=window)
+                    dst.write_mask(np.where(alpha > 0, 255, 0).astype(np.uint8), window=window)
+            copy_metadata(sr, dst, bands, {"SR_REPROJECTED_FROM": sr.crs.to_string()})
 
 
 def _to_cog(path: Path, out_path: Path, dtype: str) -> None:

@@ -66,12 +66,15 @@ class _OwnedCopyPredictor:
     """Runs the network on a batch of windows and copies each window's owned core into the
     output; MONAI only gets a small dummy to stitch, so no arithmetic touches the result."""
 
-    def __init__(self, model, out, owned, scale, device, use_bf16):
+    def __init__(self, model, out, owned, scale, device, use_bf16, memory_format=None):
         self.model, self.out, self.owned = model, out, owned
         self.scale, self.device, self.use_bf16 = scale, device, use_bf16
+        self.memory_format = memory_format
         self.fallbacks = 0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
         if not self.use_bf16:
             return self.model(x).float()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
@@ -122,9 +125,18 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
     ]
     out = torch.empty((1, tensor.shape[1], *(n * s for n, s in zip(image_size, scale))))
     owned = _owned_ranges(image_size, roi, interval, halo)
-    model_on_device = model if _device_of(model) == device else copy.deepcopy(model).to(device)
+    # oneDNN runs these convolutions 1.5-2x faster on channels-last tensors on CPUs
+    memory_format = None
+    if device.type == "cpu" and any(p.ndim in (4, 5) for p in model.parameters()):
+        memory_format = torch.channels_last if tensor.ndim == 4 else torch.channels_last_3d
+    if _device_of(model) == device and memory_format is None:
+        model_on_device = model
+    else:
+        model_on_device = copy.deepcopy(model).to(device)
+        if memory_format is not None:
+            model_on_device = model_on_device.to(memory_format=memory_format)
     predictor = _OwnedCopyPredictor(
-        model_on_device, out, owned, scale, device, device.type == "cuda"
+        model_on_device, out, owned, scale, device, device.type == "cuda", memory_format
     )
     with torch.inference_mode():
         sliding_window_inference(

@@ -283,6 +283,10 @@ class EDSR(SRModule):
         depth: number of residual blocks (EDSR-baseline: 16).
         res_scale: residual scaling inside blocks.
         residual: add bicubic upsampling of the input to the output (global skip).
+        upsampler: ``"conv"`` (EDSR's: conv to ``width * prod(scale)`` features, pixel
+            shuffle, then a conv at high resolution) or ``"direct"`` (the lightweight
+            IMDN/SwinIR one: one conv to ``channels * prod(scale)``, then pixel shuffle;
+            every convolution runs at low resolution, about 2x faster at width 32, x4).
     """
 
     arch_name = "edsr"
@@ -296,30 +300,43 @@ class EDSR(SRModule):
         depth: int = 16,
         res_scale: float = 1.0,
         residual: bool = True,
+        upsampler: str = "conv",
     ):
         super().__init__(dims, channels, scale)
         if width < 1 or depth < 0:
             raise ValueError(f"EDSR needs width >= 1 and depth >= 0, got {width}, {depth}")
+        if upsampler not in ("conv", "direct"):
+            raise ValueError(f"EDSR upsampler must be 'conv' or 'direct', got {upsampler!r}")
         self._hparams = {
             "width": width,
             "depth": depth,
             "res_scale": res_scale,
             "residual": residual,
         }
+        if upsampler != "conv":  # cards written before the option existed stay valid
+            self._hparams["upsampler"] = upsampler
+        self.upsampler_kind = upsampler
         self.depth = depth
         self.head = same_conv(dims, channels, width, 3)
         self.body = nn.Sequential(
             *[ResidualBlock(dims, width, res_scale) for _ in range(depth)],
             same_conv(dims, width, width, 3),
         )
-        self.upsampler = same_conv(dims, width, width * math.prod(self.scale), 3)
-        self.tail = same_conv(dims, width, channels, 3)
+        if upsampler == "conv":
+            self.upsampler = same_conv(dims, width, width * math.prod(self.scale), 3)
+            self.tail = same_conv(dims, width, channels, 3)
+        else:
+            self.upsampler = same_conv(dims, width, channels * math.prod(self.scale), 3)
+            self.tail = nn.Identity()
         self.skip = PolyphaseUpsample("bicubic", self.scale) if residual else None
 
     @property
     def receptive_radius(self) -> tuple[int, ...]:
         lr = 1 + 2 * self.depth + 1 + 1  # head, blocks, body tail, upsampler conv
-        reach = tuple(lr + r for r in _hr_radius_in_lr(1, self.scale))  # tail conv at high res
+        if self.upsampler_kind == "direct":
+            reach = (lr,) * self.dims
+        else:  # plus the tail conv at high resolution
+            reach = tuple(lr + r for r in _hr_radius_in_lr(1, self.scale))
         skip = interpolation_radius("bicubic") if self.skip is not None else 0
         return tuple(max(r, skip) for r in reach)
 

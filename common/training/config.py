@@ -57,7 +57,9 @@ class DegradationConfig:
 
     Attributes:
         kind: ``bicubic`` (MATLAB-compatible antialiased), ``thick_slice`` (volumes: a
-            slice profile along the scaled axis) or ``gaussian_mtf`` (rasters).
+            slice profile along the scaled axis) or ``gaussian_mtf`` (rasters), or a list of
+            them: every training item is then degraded once with each (with ``profile``
+            lists too, once per combination), for a model robust to all of them.
         blur_sigma: extra Gaussian blur before downsampling, high-res pixels (0 = none).
         noise_sigma: Gaussian noise added to each low-res patch, normalized units.
         quantize: round low-res images to 8-bit levels (the natural-image protocol).
@@ -67,7 +69,7 @@ class DegradationConfig:
         mtf_at_nyquist: the Gaussian MTF's value at the low-res Nyquist frequency.
     """
 
-    kind: str = "bicubic"
+    kind: str | list[str] = "bicubic"
     blur_sigma: float = 0.0
     noise_sigma: float = 0.0
     quantize: bool = False
@@ -99,6 +101,15 @@ class DataConfig:
             how a 2D ``(s, 1)`` through-plane model (applied SMORE-style by ``medsr``) or a
             2D in-plane model learns from isotropic volumes. Validation applies the model
             to the planes of each held-out volume with its last axis as the thick one.
+        split_channels: every channel of a multi-channel item becomes an item of its own
+            (a 1-channel, per-band model trained on multispectral rasters or RGB images).
+        train_region: a spatial hold-out inside the same files: per spatial axis, the
+            ``[start, stop]`` fractions of each training item that are kept (before
+            degradation); e.g. ``[[0, 0.7], [0, 1]]`` keeps the top 70 % of rows. Empty =
+            whole items.
+        val_region: the same for validation items, e.g. ``[[0.7, 1], [0, 1]]``. A file may
+            be listed under both ``train`` and ``val`` only when the two regions are
+            disjoint on some axis.
         degradation: the low-resolution simulation.
     """
 
@@ -111,6 +122,9 @@ class DataConfig:
     augment: bool = True
     rescale: list[float] = field(default_factory=list)
     planes: bool = False
+    split_channels: bool = False
+    train_region: list[list[float]] = field(default_factory=list)
+    val_region: list[list[float]] = field(default_factory=list)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
 
@@ -175,11 +189,14 @@ class CardConfig:
         description: one paragraph on what the model is for.
         training_data: sources and licences of the training files.
         license: licence of the exported weights.
+        input_range: the normalized value range the model was trained on (front ends warn
+            when an input falls far outside it).
     """
 
     description: str = ""
     training_data: list[str] = field(default_factory=list)
     license: str = "Apache-2.0"
+    input_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
 
 
 @dataclass
@@ -207,11 +224,14 @@ class RunConfig:
             raise ConfigError(f"domain: must be one of {', '.join(DOMAINS)}, got {self.domain!r}")
         if self.train.loss not in ("mse", "l1"):
             raise ConfigError(f"train.loss: must be 'mse' or 'l1', got {self.train.loss!r}")
-        if self.data.degradation.kind not in ("bicubic", "thick_slice", "gaussian_mtf"):
-            raise ConfigError(
-                "data.degradation.kind: must be bicubic, thick_slice or gaussian_mtf, "
-                f"got {self.data.degradation.kind!r}"
-            )
+        kinds = self.data.degradation.kind
+        for kind in [kinds] if isinstance(kinds, str) else kinds:
+            if kind not in ("bicubic", "thick_slice", "gaussian_mtf"):
+                raise ConfigError(
+                    f"data.degradation.kind: must be bicubic, thick_slice or gaussian_mtf, got {kind!r}"
+                )
+        if not kinds:
+            raise ConfigError("data.degradation.kind: the list is empty")
         for key in ("epochs", "iters_per_epoch", "batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self.train, key)}")
@@ -223,6 +243,16 @@ class RunConfig:
                 )
         if self.data.planes and self.model.dims != 2:
             raise ConfigError("data.planes: only for 2D models (model.dims: 2)")
+        low_high = self.card.input_range
+        if len(low_high) != 2 or not low_high[0] < low_high[1]:
+            raise ConfigError(f"card.input_range: needs [low, high] with low < high, got {low_high!r}")
+        for key in ("train_region", "val_region"):
+            for axis, bounds in enumerate(getattr(self.data, key)):
+                if len(bounds) != 2 or not 0 <= bounds[0] < bounds[1] <= 1:
+                    raise ConfigError(
+                        f"data.{key}[{axis}]: needs [start, stop] with 0 <= start < stop <= 1,"
+                        f" got {bounds!r}"
+                    )
         for factor in self.data.rescale:
             if not 0 < factor < 1:
                 raise ConfigError(f"data.rescale: factors must be in (0, 1), got {factor!r}")

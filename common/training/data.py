@@ -77,6 +77,34 @@ def expand_paths(
     return files
 
 
+def crop_region(array: np.ndarray, region: Sequence[Sequence[float]]) -> np.ndarray:
+    """``array (C, *spatial)`` cropped to ``region``: ``[start, stop]`` fractions per leading
+    spatial axis (rounded to whole pixels; later axes are kept whole)."""
+    index: list[slice] = [slice(None)]
+    for (start, stop), size in zip(region, array.shape[1:]):
+        index.append(slice(int(round(start * size)), int(round(stop * size))))
+    return np.ascontiguousarray(array[tuple(index)])
+
+
+def regions_disjoint(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> bool:
+    """True when two ``crop_region`` regions share no pixel (disjoint on some axis)."""
+    return any(a0 >= b1 or b0 >= a1 for (a0, a1), (b0, b1) in zip(a, b))
+
+
+def region_reader(reader: Reader, region: Sequence[Sequence[float]]) -> Reader:
+    """``reader`` followed by ``crop_region`` (the reader itself when ``region`` is empty)."""
+    if not region:
+        return reader
+    return lambda path: crop_region(reader(path), region)
+
+
+def split_channels(pairs: Sequence[Pair]) -> list[Pair]:
+    """Each channel of each pair as a 1-channel pair of its own."""
+    return [
+        Pair(p.path, p.lr[c : c + 1], p.hr[c : c + 1]) for p in pairs for c in range(p.hr.shape[0])
+    ]
+
+
 def degrade(hr: np.ndarray, scale: Sequence[int], cfg: DegradationConfig) -> np.ndarray:
     """The low-resolution twin of a scale-cropped high-resolution array ``(C, *spatial)``."""
     dims = hr.ndim - 1
@@ -120,10 +148,15 @@ def make_pair(path: Path, hr: np.ndarray, scale: Sequence[int], cfg: Degradation
 def make_pairs(
     path: Path, hr: np.ndarray, scale: Sequence[int], cfg: DegradationConfig
 ) -> list[Pair]:
-    """One pair per slice profile when ``cfg.profile`` lists several, else one pair."""
-    if isinstance(cfg.profile, str):
-        return [make_pair(path, hr, scale, cfg)]
-    return [make_pair(path, hr, scale, replace(cfg, profile=p)) for p in cfg.profile]
+    """One pair per degradation kind and slice profile when ``cfg.kind`` or ``cfg.profile``
+    list several, else one pair."""
+    kinds = [cfg.kind] if isinstance(cfg.kind, str) else cfg.kind
+    profiles = [cfg.profile] if isinstance(cfg.profile, str) else cfg.profile
+    return [
+        make_pair(path, hr, scale, replace(cfg, kind=k, profile=p))
+        for k in kinds
+        for p in (profiles if k == "thick_slice" else profiles[:1])
+    ]
 
 
 def load_pairs(

@@ -46,6 +46,9 @@ from .data import (
     image_reader,
     load_pairs,
     plane_pairs,
+    region_reader,
+    regions_disjoint,
+    split_channels,
 )
 
 CSV_FIELDS = [
@@ -140,7 +143,7 @@ def _make_card(cfg: RunConfig, model: SRModule, metrics: Mapping[str, Any]) -> M
         hparams=model.hparams,
         axis_scale=tuple(model.scale),
         receptive_field=2 * max(model.receptive_radius) + 1,
-        input_range=(0.0, 1.0),
+        input_range=tuple(cfg.card.input_range),
         n_parameters=model.n_parameters(),
         description=cfg.card.description,
         training_data=tuple(cfg.card.training_data),
@@ -254,21 +257,32 @@ def _train(
     if cfg.validation.max_items:
         val_files = val_files[: cfg.validation.max_items]
     overlap = sorted(set(map(str, train_files)) & set(map(str, val_files)))
-    if overlap:
-        raise ValueError(f"validation files are also training files: {', '.join(overlap[:3])}")
+    if overlap and not (
+        cfg.data.train_region
+        and cfg.data.val_region
+        and regions_disjoint(cfg.data.train_region, cfg.data.val_region)
+    ):
+        raise ValueError(
+            f"validation files are also training files: {', '.join(overlap[:3])}"
+            " (a spatial hold-out needs disjoint data.train_region and data.val_region)"
+        )
+    val_reader = region_reader(reader, cfg.data.val_region)
+    reader = region_reader(reader, cfg.data.train_region)
     degradation = cfg.data.degradation
     if cfg.data.planes:
         train_pairs = plane_pairs(train_files, reader, scale, degradation)
         # held-out volumes: the last axis is the thick one, planes run along the first
         val_pairs = (
-            plane_pairs(val_files, reader, scale, degradation, orders=[(2, 1, 0)])
+            plane_pairs(val_files, val_reader, scale, degradation, orders=[(2, 1, 0)])
             if rank == 0
             else []
         )
     else:
         train_pairs = load_pairs(train_files, reader, scale, degradation, cfg.data.rescale)
-        val_pairs = load_pairs(val_files, reader, scale, degradation) if rank == 0 else []
+        val_pairs = load_pairs(val_files, val_reader, scale, degradation) if rank == 0 else []
 
+    if cfg.data.split_channels:
+        train_pairs, val_pairs = split_channels(train_pairs), split_channels(val_pairs)
     rng = np.random.default_rng(cfg.train.seed + 1000 * rank)
     sampler = PatchSampler(
         train_pairs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 
 import pytest
@@ -127,6 +128,23 @@ def test_receptive_radius_bounds_the_real_reach_and_is_tight(arch, dims, scale):
     assert all(r >= d - 2 for r, d in zip(reach, declared)), (reach, declared)  # no waste
 
 
+@pytest.mark.parametrize(("dims", "scale"), RADIUS_CASES)
+def test_edsr_direct_upsampler_radius_is_tight_and_every_conv_runs_at_low_res(dims, scale):
+    torch.manual_seed(4)
+    model = build_model(
+        "edsr", dims=dims, channels=1, scale=scale, upsampler="direct", **TINY["edsr"]
+    )
+    spatial = (31, 29) if dims == 2 else (17, 17, 17)
+    reach = _measured_reach(model, spatial, 1)
+    declared = model.receptive_radius
+    assert all(d - 2 <= r <= d for r, d in zip(reach, declared)), (reach, declared)
+    assert model.hparams["upsampler"] == "direct"
+    assert isinstance(model.tail, nn.Identity)
+    assert model.upsampler.out_channels == math.prod(_per_axis(scale, dims))
+    with pytest.raises(ValueError, match="upsampler"):
+        build_model("edsr", dims=2, scale=2, upsampler="nearest")
+
+
 @pytest.mark.parametrize("kind", BASELINES)
 @pytest.mark.parametrize(("dims", "scale"), [(2, 2), (2, 3), (3, (1, 1, 4))])
 def test_interpolator_receptive_radius_bounds_the_real_reach(kind, dims, scale):
@@ -183,6 +201,7 @@ def _random_variant(seed: int):
             "depth": rng.randint(0, 2),
             "res_scale": rng.choice([1.0, 0.5, 0.1]),
             "residual": rng.choice([True, False]),
+            "upsampler": rng.choice(["conv", "direct"]),
         }
     domain = rng.choice(DOMAINS)
     return arch, dims, channels, scale, hparams, domain

@@ -324,6 +324,52 @@ def test_validation_files_must_not_be_training_files(tmp_path):
         run_training(cfg, progress=False)
 
 
+def test_crop_region_and_disjointness():
+    from common.training.data import crop_region, regions_disjoint
+
+    array = np.arange(2 * 10 * 8, dtype=np.float32).reshape(2, 10, 8)
+    np.testing.assert_array_equal(crop_region(array, [[0, 0.7], [0.25, 1]]), array[:, :7, 2:])
+    np.testing.assert_array_equal(crop_region(array, [[0.7, 1]]), array[:, 7:, :])
+    assert regions_disjoint([[0, 0.7], [0, 1]], [[0.7, 1], [0, 1]])
+    assert not regions_disjoint([[0, 0.7], [0, 1]], [[0.6, 1], [0, 1]])
+    assert regions_disjoint([[0, 1], [0, 0.5]], [[0, 1], [0.5, 1]])
+    for bad in ([[0.5, 0.5]], [[0, 1.2]], [[0.1]]):
+        with pytest.raises(ConfigError, match=r"data.train_region\[0\]: needs \[start, stop\]"):
+            config_from_dict({**tiny_config_min(), "data": {"train_region": bad}})
+
+
+def test_spatial_hold_out_validates_on_the_val_region_only(tmp_path):
+    """The same files under train and val: allowed with disjoint regions, and validation
+    sees exactly the val region (its baseline PSNR equals bicubic on those crops)."""
+    from common.training.config import DegradationConfig
+    from common.training.data import crop_region, image_reader, load_pairs, region_reader
+
+    cfg = tiny_config(tmp_path)
+    cfg["data"]["val"] = ["train_*.png"]
+    cfg["data"]["train_region"] = [[0, 0.5], [0, 1]]
+    cfg["data"]["val_region"] = [[0.5, 1], [0, 1]]
+    cfg["train"]["epochs"] = 1
+    result = run_training(cfg, progress=False)
+    reader = image_reader(config_from_dict(cfg).data)
+    files = sorted((tmp_path / "images").glob("train_*.png"))
+    pairs = load_pairs(
+        files, region_reader(reader, [[0.5, 1], [0, 1]]), (2, 2), DegradationConfig()
+    )
+    assert [p.hr.shape for p in pairs] == [crop_region(reader(f), [[0.5, 1]]).shape for f in files]
+    baseline = evaluate_pairs(
+        load_model("bicubic").with_scale((2, 2)),
+        pairs,
+        scale=(2, 2),
+        shave_border=2,
+        quantize=False,
+        device=torch.device("cpu"),
+    )
+    assert result.card.metrics["baseline_psnr"] == pytest.approx(baseline["psnr"], abs=1e-6)
+    cfg["data"]["val_region"] = [[0.4, 1], [0, 1]]  # overlaps the training rows
+    with pytest.raises(ValueError, match="disjoint data.train_region and data.val_region"):
+        run_training(cfg, progress=False)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -387,3 +433,35 @@ def test_profile_list_degrades_each_item_once_per_profile():
         np.testing.assert_allclose(pair.lr, thick_slice(vol, 4, 3, profile=profile), atol=1e-6)
     with pytest.raises(ConfigError, match="data.degradation.profile: must be gaussian or box"):
         config_from_dict({**tiny_config_min(), "data": {"degradation": {"profile": ["flat"]}}})
+
+
+def test_kind_list_degrades_each_item_once_per_kind():
+    from common import degradation as deg
+    from common.training.config import DegradationConfig
+    from common.training.data import load_pairs
+
+    image = np.random.default_rng(5).random((2, 12, 16)).astype(np.float32)
+    cfg = DegradationConfig(kind=["bicubic", "gaussian_mtf"], mtf_at_nyquist=0.25)
+    pairs = load_pairs([Path("r")], lambda _: image, (2, 2), cfg)
+    assert len(pairs) == 2
+    np.testing.assert_allclose(pairs[0].lr, deg.bicubic_downsample(image, (2, 2), 2), atol=1e-6)
+    np.testing.assert_allclose(
+        pairs[1].lr, deg.gaussian_mtf_downsample(image, 2, 0.25, spatial_dims=2), atol=1e-6
+    )
+    assert not np.allclose(pairs[0].lr, pairs[1].lr, atol=1e-3)
+    with pytest.raises(ConfigError, match="data.degradation.kind: must be bicubic"):
+        config_from_dict({**tiny_config_min(), "data": {"degradation": {"kind": ["sinc"]}}})
+    with pytest.raises(ConfigError, match="the list is empty"):
+        config_from_dict({**tiny_config_min(), "data": {"degradation": {"kind": []}}})
+
+
+def test_split_channels_makes_one_channel_items():
+    from common.training.data import split_channels
+
+    hr = np.random.default_rng(6).random((3, 8, 8)).astype(np.float32)
+    lr = hr[:, ::2, ::2].copy()
+    pairs = split_channels([Pair(Path("a"), lr, hr)])
+    assert len(pairs) == 3
+    for c, pair in enumerate(pairs):
+        np.testing.assert_array_equal(pair.hr, hr[c : c + 1])
+        np.testing.assert_array_equal(pair.lr, lr[c : c + 1])

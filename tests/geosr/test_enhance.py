@@ -176,6 +176,40 @@ def test_dst_crs_reprojects(rasters, tmp_path):
     assert not (tmp_path / "x.tif").exists()
 
 
+def test_dst_crs_masks_the_warp_corners_of_integer_rasters_without_nodata(rasters, tmp_path):
+    """No nodata value: zero stays valid data, and the empty warp corners go to a mask band."""
+    out = tmp_path / "w.tif"
+    run(rasters["mask_band"], out, scale=2, dst_crs="EPSG:4326")
+    sr = tmp_path / "sr.tif"
+    run(rasters["mask_band"], sr, scale=2)
+    with rasterio.open(out) as dst, rasterio.open(sr) as ref:
+        assert dst.crs.to_epsg() == 4326 and dst.nodata is None and dst.count == 2
+        assert all(flags == [rasterio.enums.MaskFlags.per_dataset] for flags in dst.mask_flag_enums)
+        mask = dst.dataset_mask() > 0
+        # every valid output pixel maps back inside the source footprint, onto a valid pixel
+        rows, cols = np.nonzero(mask)
+        xs, ys = rasterio.transform.xy(dst.transform, rows, cols)
+        from rasterio.warp import transform as warp_points
+
+        ux, uy = warp_points(dst.crs, ref.crs, xs, ys)
+        r, c = rasterio.transform.rowcol(ref.transform, ux, uy)
+        r, c = np.asarray(r), np.asarray(c)
+        inside = (r >= 0) & (r < ref.height) & (c >= 0) & (c < ref.width)
+        assert inside.all()
+        ref_mask = ref.dataset_mask() > 0
+        assert ref_mask[r, c].mean() > 0.97  # bilinear edges may reach one pixel across
+        # the footprint is smaller than the bounding box of the warped grid: corners masked
+        assert not mask[0, 0] and not mask[-1, -1] and 0.5 < mask.mean() < 0.99
+        # the source's own mask (a hole) is carried through the warp
+        hole = ~ref_mask
+        hr, hc = np.nonzero(hole)
+        hx, hy = rasterio.transform.xy(ref.transform, hr, hc)
+        wx, wy = warp_points(ref.crs, dst.crs, hx, hy)
+        wr, wc = rasterio.transform.rowcol(dst.transform, wx, wy)
+        centre = (np.asarray(wr), np.asarray(wc))
+        assert (~mask[centre]).mean() > 0.9
+
+
 def test_one_channel_model_applied_per_band(rasters, tmp_path, tiny_srcnn):
     out = tmp_path / "m.tif"
     result = run(
