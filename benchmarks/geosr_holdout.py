@@ -23,7 +23,6 @@ detail correlation than bicubic's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.cards import write_holdout  # noqa: E402
 from geosr.enhance import EnhanceOptions, enhance_raster  # noqa: E402
 from geosr.evaluate import evaluate_rasters  # noqa: E402
 from geosr.simulate import simulate_raster  # noqa: E402
@@ -197,26 +197,15 @@ def main(argv: list[str] | None = None) -> None:
         for row in cross:
             print(f"| {row['model']} | {row['fit_psnr']:.2f} | {row['detail_corr']:.4f} |")
     if args.update_card:
-        card = json.loads(args.update_card.read_text())
-        card["metrics"] = {
-            **card["metrics"],
-            "holdout": [
-                {
-                    k: round(v, 4) if isinstance(v, float) else v
-                    for k, v in row.items()
-                    if k not in ("seconds", "model")
-                }
-                for row in rows
-                if row["model"] == card["name"]
-            ],
-            "holdout_protocol": (
+        write_holdout(
+            args.update_card,
+            rows,
+            (
                 "bottom 30 % of rows of each raster (never trained on), geosr simulate x2 "
                 "(bicubic and gaussian kernels), geosr enhance, geosr evaluate (data range "
                 "1.0 normalized) beside bicubic (benchmarks/geosr_holdout.py)"
             ),
-        }
-        args.update_card.write_text(json.dumps(card, indent=2) + "\n")
-        print(f"\nupdated {args.update_card}")
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.cards import write_holdout  # noqa: E402
 from medsr.enhance import enhance_volume, plan_enhance  # noqa: E402
 from medsr.evaluate import evaluate_volumes  # noqa: E402
 from medsr.io import read_volume  # noqa: E402
@@ -112,27 +112,16 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     if args.update_card:
-        card = json.loads(args.update_card.read_text())
-        card["metrics"] = {
-            **card["metrics"],
-            "holdout": [
-                {
-                    k: round(v, 4) if isinstance(v, float) else v
-                    for k, v in row.items()
-                    if k not in ("seconds", "model")
-                }
-                for row in rows
-                if row["model"] == card["name"]
-            ],
-            "holdout_protocol": (
+        write_holdout(
+            args.update_card,
+            rows,
+            (
                 f"medsr simulate x{args.factor} along voxel axis {args.axis} "
                 "(trailing slices cropped), medsr enhance, PSNR/SSIM inside the Otsu "
                 "foreground of the reference, data range = foreground range; baseline "
                 "cubic B-spline of the same low-res input (benchmarks/medsr_holdout.py)"
             ),
-        }
-        args.update_card.write_text(json.dumps(card, indent=2) + "\n")
-        print(f"\nupdated {args.update_card}")
+        )
 
 
 if __name__ == "__main__":

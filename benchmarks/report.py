@@ -27,22 +27,46 @@ PY = ".venv/bin/python"
 
 # name -> (title, what it shows, commands)
 SECTIONS: dict[str, tuple[str, str, list[str]]] = {
+    "models": (
+        "Shipped models",
+        "Every shipped model's card as `common.list_models()` returns it: architecture, size, "
+        "receptive field, expected input range, validation gain (model selection) and "
+        "held-out gains against the interpolation baseline, and the recipe that trains it.",
+        [f"{PY} benchmarks/model_cards.py"],
+    ),
     "natural": (
-        "Natural images: Set5 / Set14 / B100, x3",
+        "Natural images: Set5 / Set14 / B100, x3 and x4",
         "Y-PSNR/SSIM with the standard protocol (MATLAB bicubic LR rounded to 8 bit, BT.601 "
-        "Y, shave 3), beside published numbers. Split: the shipped SRCNN was trained on T91 "
-        "only; Set5 was its validation set (model selection), Set14 and B100 are fully "
-        "held out.",
-        [f"{PY} benchmarks/natural_sr.py --model natural_srcnn_x3"],
+        "Y, shave = scale), beside published numbers. Split: the shipped natural models were "
+        "trained on T91 only; Set5 was their validation set (model selection), Set14 and B100 "
+        "are fully held out.",
+        [
+            f"{PY} benchmarks/natural_sr.py --model natural_srcnn_x3",
+            f"{PY} benchmarks/natural_sr.py --model natural_edsr_x4",
+        ],
     ),
     "medsr": (
-        "MRI x4 through-plane (held-out volumes), iterative back-projection",
-        "4 mm thick slices simulated from ~1 mm brain MRI with `medsr simulate`, enhanced by "
-        "the default `medsr enhance` pipeline, PSNR/SSIM inside the foreground against cubic "
-        "B-spline. No trained MRI model ships yet; this table shows `--model ibp` (no learned "
-        "weights). MR_Gd is the MRI recipes' validation volume; chris_t1 (never trained on, "
-        "CC BY-NC) and the studyforrest DICOM T1 are fully held out.",
-        [f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2 --model ibp"],
+        "MRI x4 through-plane (held-out volumes)",
+        "4 mm thick slices simulated from ~1 mm brain MRI with `medsr simulate` (Gaussian and "
+        "box slice profiles), enhanced by the default `medsr enhance` pipeline (the shipped "
+        "`mri_smore_x4`, SMORE-style on both plane orientations that contain the thick axis) "
+        "and, as a no-weights reference, `--model ibp`; PSNR/SSIM inside the foreground "
+        "against cubic B-spline of the same input. Split by subject: MR_Gd (subject D) is "
+        "the validation volume (model selection); chris_t1 (subject C, CC BY-NC, never "
+        "trained on) and the studyforrest DICOM T1 are fully held out.",
+        [
+            f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2",
+            f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2 --model ibp",
+        ],
+    ),
+    "geosr_holdout": (
+        "Remote sensing x2 (held-out rows), and a real cross-resolution check",
+        "`geosr simulate` (bicubic and Gaussian-MTF kernels) on the bottom 30 % of each "
+        "raster's rows, which no shipped model trained on (NAIP 2020 is also a date never "
+        "trained on), enhanced by the default `geosr enhance`, scored by `geosr evaluate` "
+        "beside bicubic. The cross-check enhances real 30 m Landsat 8 red to 15 m and compares "
+        "it with the real 15 m pan band.",
+        [f"{PY} benchmarks/geosr_holdout.py --cross"],
     ),
     "medsr_timing": (
         "medsr enhance timing (256x256x180 volume, this CPU)",

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from common import __version__, list_models, load_model, upscale
+from common.inference import upscale_planes
 
 from . import geometry
 from .errors import MedsrError, input_error
@@ -217,15 +218,15 @@ def _upscale_planes(
     axes = [a for a in range(3) if a != along]
     if first is not None and axes[0] != first:
         axes = axes[::-1]
-    moved = np.moveaxis(x, [along, *axes], [0, 1, 2])
+    moved = np.ascontiguousarray(np.moveaxis(x, [along, *axes], [0, 1, 2]))
     scale = (plane_scale[axes[0]], plane_scale[axes[1]])
-    progress = kw.pop("progress", False)
-    if progress:  # one bar over planes rather than one per plane
-        from tqdm.auto import tqdm
-
-        moved = tqdm(moved, desc=f"planes along {geometry.AXIS_NAMES[along]}", leave=False)
-    planes = [upscale(model, np.ascontiguousarray(p)[None], scale=scale, **kw)[0] for p in moved]
-    return np.moveaxis(np.stack(planes), [0, 1, 2], [along, *axes])
+    model = load_model(model)
+    if tuple(model.scale) != scale:
+        raise ValueError(
+            f"the 2D model's scale {tuple(model.scale)} is not the plane scale {scale}"
+        )
+    out = upscale_planes(model, moved[None], **kw)[0]
+    return np.moveaxis(out, [0, 1, 2], [along, *axes])
 
 
 def iterative_back_projection(

@@ -126,17 +126,21 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
     out = torch.empty((1, tensor.shape[1], *(n * s for n, s in zip(image_size, scale))))
     owned = _owned_ranges(image_size, roi, interval, halo)
     # oneDNN runs these convolutions 1.5-2x faster on channels-last tensors on CPUs
-    memory_format = None
-    if device.type == "cpu" and any(p.ndim in (4, 5) for p in model.parameters()):
-        memory_format = torch.channels_last if tensor.ndim == 4 else torch.channels_last_3d
-    if _device_of(model) == device and memory_format is None:
+    # (a plane-wise 2D model in a 3D run converts its planes itself)
+    model_format = window_format = None
+    ranks = {p.ndim for p in model.parameters()} & {4, 5}
+    if device.type == "cpu" and len(ranks) == 1:
+        rank = ranks.pop()
+        model_format = torch.channels_last if rank == 4 else torch.channels_last_3d
+        window_format = model_format if rank == tensor.ndim else None
+    if _device_of(model) == device and model_format is None:
         model_on_device = model
     else:
         model_on_device = copy.deepcopy(model).to(device)
-        if memory_format is not None:
-            model_on_device = model_on_device.to(memory_format=memory_format)
+        if model_format is not None:
+            model_on_device = model_on_device.to(memory_format=model_format)
     predictor = _OwnedCopyPredictor(
-        model_on_device, out, owned, scale, device, device.type == "cuda", memory_format
+        model_on_device, out, owned, scale, device, device.type == "cuda", window_format
     )
     with torch.inference_mode():
         sliding_window_inference(
