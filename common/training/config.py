@@ -245,7 +245,9 @@ class RunConfig:
             raise ConfigError("data.planes: only for 2D models (model.dims: 2)")
         low_high = self.card.input_range
         if len(low_high) != 2 or not low_high[0] < low_high[1]:
-            raise ConfigError(f"card.input_range: needs [low, high] with low < high, got {low_high!r}")
+            raise ConfigError(
+                f"card.input_range: needs [low, high] with low < high, got {low_high!r}"
+            )
         for key in ("train_region", "val_region"):
             for axis, bounds in enumerate(getattr(self.data, key)):
                 if len(bounds) != 2 or not 0 <= bounds[0] < bounds[1] <= 1:

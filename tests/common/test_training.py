@@ -465,3 +465,12 @@ def test_split_channels_makes_one_channel_items():
     for c, pair in enumerate(pairs):
         np.testing.assert_array_equal(pair.hr, hr[c : c + 1])
         np.testing.assert_array_equal(pair.lr, lr[c : c + 1])
+
+
+def test_card_input_range_reaches_the_exported_card(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg["train"]["epochs"] = 1
+    cfg["card"] = {"input_range": [0.0, 3.0]}
+    assert run_training(cfg, progress=False).card.input_range == (0.0, 3.0)
+    with pytest.raises(ConfigError, match=r"card.input_range: needs \[low, high\]"):
+        config_from_dict({**tiny_config_min(), "card": {"input_range": [1.0, 1.0]}})
