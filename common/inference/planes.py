@@ -16,6 +16,7 @@ import torch
 
 from ..models.architectures import SRModule
 from ..models.registry import load_model
+from . import tiling
 from .tiling import upscale
 
 # input pixels per window: bounds activations to ~width * 4 bytes * this per tensor
@@ -41,7 +42,7 @@ class Planewise(SRModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, p, h, w = x.shape
         planes = x.permute(0, 2, 1, 3, 4).reshape(n * p, c, h, w)
-        if not planes.is_contiguous(memory_format=torch.channels_last) and x.device.type == "cpu":
+        if tiling.CPU_CHANNELS_LAST and planes.device.type == "cpu":
             planes = planes.contiguous(memory_format=torch.channels_last)
         out = self.inner(planes)
         out = out.reshape(n, p, *out.shape[1:]).permute(0, 2, 1, 3, 4)

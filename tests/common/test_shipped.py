@@ -31,7 +31,7 @@ def test_card_is_complete_and_matches_the_weights(name):
     assert card.axis_scale == model.scale and card.scale == max(model.scale)
     assert card.n_parameters == model.n_parameters()
     assert card.receptive_field == 2 * max(model.receptive_radius) + 1
-    assert card.input_range == (0.0, 1.0)
+    assert card.input_range[0] < card.input_range[1]
     assert card.description and card.license
     assert card.training_data and not any("chris_t1" in src for src in card.training_data)
     metrics = card.metrics
@@ -59,8 +59,17 @@ def test_recipe_reproduces_the_card(name):
     }
     assert cfg.model.channels == card.channels and cfg.model.dims == card.dims
     assert cfg.card.training_data == list(card.training_data)
-    # validation files are never training files
-    assert not set(cfg.data.train) & set(cfg.data.val)
+    assert tuple(cfg.card.input_range) == card.input_range
+    # validation files are never training files, or only their disjoint region is
+    from common.training.data import expand_paths, regions_disjoint
+
+    if DATA.is_dir():
+        train = set(expand_paths(cfg.data.train, REPO / cfg.data.root))
+        val = set(expand_paths(cfg.data.val, REPO / cfg.data.root))
+        if train & val:
+            assert regions_disjoint(cfg.data.train_region, cfg.data.val_region)
+    if "chris_t1" in str(cfg.data.train):
+        pytest.fail("chris_t1.nii.gz (CC BY-NC) must never be a training file")
 
 
 @pytest.mark.skipif(

@@ -52,8 +52,11 @@ def tiny_srcnn(tmp_path_factory):
 def test_contract_and_masks_on_generated(rasters, tmp_path, name, scale):
     out = tmp_path / "out.tif"
     result = run(rasters[name], out, scale=scale)
-    assert result.model == "bicubic" and "no shipped remote-sensing model" in result.model_reason
-    assert_contract(rasters[name], out, scale)
+    expected = {2: "rs_edsr_x2", 3: "bicubic"}[scale]  # the shipped x2 model, else bicubic
+    assert result.model == expected
+    if scale == 3:
+        assert "no shipped remote-sensing model" in result.model_reason
+    assert_contract(rasters[name], out, scale, model=expected)
     assert_mask_kept(rasters[name], out, scale)
     with rasterio.open(out) as dst:
         assert dst.profile["tiled"] and dst.compression.value == "DEFLATE"
@@ -82,7 +85,7 @@ def test_whole_raster_equals_independent_bicubic(rasters, tmp_path):
     """No nodata: the file equals bicubic of the normalized raster, rounded and clipped."""
     src_path = rasters["mask_band"]
     out = tmp_path / "o.tif"
-    run(src_path, out, scale=2, window=32, block=16, tile=20)
+    run(src_path, out, scale=2, window=32, block=16, tile=20, model="bicubic")
     with rasterio.open(src_path) as src, rasterio.open(out) as dst:
         raw = src.read()
         valid = upsampled(src.read_masks(1) > 0, 2)
@@ -138,7 +141,7 @@ def test_dtype_float32_option(rasters, tmp_path):
 def test_band_selection(rasters, tmp_path):
     out = tmp_path / "b.tif"
     run(rasters["rich_uint16"], out, scale=2, bands="3,1")
-    assert_contract(rasters["rich_uint16"], out, 2, bands=[3, 1])
+    assert_contract(rasters["rich_uint16"], out, 2, bands=[3, 1], model="rs_edsr_x2")
     with pytest.raises(ValueError, match="the raster has bands 1..3"):
         run(rasters["rich_uint16"], tmp_path / "c.tif", bands="4")
 
@@ -169,7 +172,7 @@ def test_dst_crs_reprojects(rasters, tmp_path):
 
         expected = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
         np.testing.assert_allclose(dst.bounds, expected, atol=2 * abs(dst.transform.a))
-        assert dst.nodata == 0 and dst.tags()["SR_MODEL"] == "bicubic"
+        assert dst.nodata == 0 and dst.tags()["SR_MODEL"] == "rs_edsr_x2"
         assert dst.colorinterp == src.colorinterp
     with pytest.raises(ValueError, match="not a CRS"):
         run(rasters["rgb_uint8"], tmp_path / "x.tif", dst_crs="EPSG:bogus")
@@ -324,7 +327,7 @@ def test_rpc_raster_refused(rasters, tmp_path):
 def test_cog_keeps_contract_and_masks(rasters, tmp_path, name):
     out = tmp_path / "c.tif"
     run(rasters[name], out, scale=2, cog=True)
-    assert_contract(rasters[name], out, 2)
+    assert_contract(rasters[name], out, 2, model="rs_edsr_x2")
     assert_mask_kept(rasters[name], out, 2)
     with rasterio.open(out) as dst:
         assert dst.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
