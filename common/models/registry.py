@@ -31,6 +31,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # name -> weights file name in WEIGHTS_DIR (a JSON card with the same stem sits beside it)
 SHIPPED: dict[str, str] = {
     "mri_smore_x4": "mri_smore_x4.safetensors",
+    "natural_edsr_x4": "natural_edsr_x4.safetensors",
     "natural_srcnn_x3": "natural_srcnn_x3.safetensors",
     "rs_edsr_x2": "rs_edsr_x2.safetensors",
 }

@@ -99,3 +99,26 @@ def test_natural_srcnn_card_metric_is_reproducible_on_set5():
     )
     assert measured["psnr"] == pytest.approx(card.metrics["benchmark"]["Set5"]["y_psnr"], abs=2e-3)
     assert np.isfinite(measured["ssim"])
+
+
+@pytest.mark.skipif(
+    not (DATA / "set14" / "HR").is_dir(),
+    reason="needs ../shared/data/set14 (real benchmark images)",
+)
+def test_natural_edsr_x4_beats_bicubic_by_1db_on_held_out_set14():
+    """x4 standard protocol on Set14 (never trained on or used for model selection)."""
+    from benchmarks.natural_sr import evaluate
+
+    files = sorted((DATA / "set14" / "HR").glob("*.png"))
+    model = evaluate(load_model("natural_edsr_x4"), files, 4)
+    bicubic = evaluate(load_model("bicubic"), files, 4)
+    assert bicubic["psnr"] == pytest.approx(26.00, abs=0.05)  # the published bicubic x4
+    assert model["psnr"] > bicubic["psnr"] + 1.0, (model, bicubic)
+    assert model["ssim"] > bicubic["ssim"]
+
+
+def test_every_card_records_held_out_metrics_and_the_weights_stay_small():
+    total = sum((REPO / "common" / "weights" / f).stat().st_size for f in SHIPPED.values())
+    assert total < 20e6  # all shipped weights together
+    for card in list_models():
+        assert card.metrics.get("holdout") or card.metrics.get("benchmark"), card.name
