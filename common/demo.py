@@ -84,11 +84,15 @@ def write_synthetic_geotiff(path: Path) -> Path:
     """A generated 3-band uint8 raster (EPSG:32618, 10 m pixels, nodata 0 in one corner)."""
     import rasterio
     from rasterio.transform import from_origin
+    from scipy.ndimage import gaussian_filter
 
     yy, xx = np.mgrid[:300, :400].astype(np.float32)
+    rng = np.random.default_rng(0)
+    texture = gaussian_filter(rng.random((300, 400)), 1.5)  # field-like fine texture
+    texture = (texture - texture.min()) / np.ptp(texture)
     bands = [
-        128 + 90 * np.sin(xx / 9.0) * np.cos(yy / 13.0),
-        128 + 100 * np.tanh((xx - 2 * yy + 100) / 15.0),
+        40 + 170 * texture + 30 * np.sin(xx / 9.0) * np.cos(yy / 13.0),
+        128 + 100 * np.tanh((xx - 2 * yy + 100) / 3.0),
         40 + 200 * ((xx // 40 + yy // 40) % 2),
     ]
     data = np.clip(np.stack(bands), 1, 255).astype(np.uint8)

@@ -331,3 +331,17 @@ def test_cog_keeps_contract_and_masks(rasters, tmp_path, name):
     assert_mask_kept(rasters[name], out, 2)
     with rasterio.open(out) as dst:
         assert dst.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+
+
+def test_demo_raster_round_trip_shows_the_shipped_model_gain(tmp_path):
+    """What `make demo` prints for geosr: simulate -> enhance (defaults) -> evaluate."""
+    from common.demo import write_synthetic_geotiff
+    from geosr.evaluate import evaluate_rasters
+    from geosr.simulate import simulate_raster
+
+    hr = write_synthetic_geotiff(tmp_path / "synthetic.tif")
+    lr = simulate_raster(hr, tmp_path / "lr.tif", 2)
+    result = run(lr, tmp_path / "sr.tif", scale=2)
+    assert result.model == "rs_edsr_x2"
+    report = evaluate_rasters(tmp_path / "sr.tif", hr, lr)
+    assert report["gain_db"] > 1.0, report["gain_db"]
