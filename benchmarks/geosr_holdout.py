@@ -55,24 +55,25 @@ RASTERS = {
 def held_out_crop(sources: list[Path], out: Path, factor: int, rows=HOLD_OUT_ROWS) -> Path:
     """Writes the held-out rows of ``sources`` (stacked as bands) as one GeoTIFF whose
     size is a multiple of ``factor``, with the window's transform."""
-    with rasterio.open(sources[0]) as first:
-        row0 = int(round(rows[0] * first.height))
-        height = (int(round(rows[1] * first.height)) - row0) // factor * factor
-        width = first.width // factor * factor
-        window = Window(0, row0, width, height)
-        profile = first.profile | {
-            "driver": "GTiff",
-            "width": width,
-            "height": height,
-            "count": sum(rasterio.open(s).count for s in sources),
-            "transform": first.window_transform(window),
-            "tiled": False,
-        }
-        profile.pop("blockxsize", None), profile.pop("blockysize", None)
     bands = []
     for source in sources:
         with rasterio.open(source) as src:
+            if not bands:  # the first raster sets the grid and the window
+                row0 = int(round(rows[0] * src.height))
+                height = (int(round(rows[1] * src.height)) - row0) // factor * factor
+                window = Window(0, row0, src.width // factor * factor, height)
+                profile = {
+                    k: v for k, v in src.profile.items() if k not in ("blockxsize", "blockysize")
+                }
+                profile.update(
+                    driver="GTiff",
+                    width=window.width,
+                    height=window.height,
+                    transform=src.window_transform(window),
+                    tiled=False,
+                )
             bands.append(src.read(window=window))
+    profile["count"] = sum(len(b) for b in bands)
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(np.concatenate(bands))
     return out

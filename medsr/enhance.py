@@ -220,7 +220,6 @@ def _upscale_planes(
         axes = axes[::-1]
     moved = np.ascontiguousarray(np.moveaxis(x, [along, *axes], [0, 1, 2]))
     scale = (plane_scale[axes[0]], plane_scale[axes[1]])
-    model = load_model(model)
     if tuple(model.scale) != scale:
         raise ValueError(
             f"the 2D model's scale {tuple(model.scale)} is not the plane scale {scale}"

@@ -76,8 +76,7 @@ def upscale_planes(
         raise ValueError(f"upscale_planes needs a 2D model, got a {model.dims}D one")
     planes, height, width = array.shape[1:]
     if tile is None:
-        hint = getattr(model.card, "tile_hint", 0) if model.card is not None else 0
-        tile = hint or 256
+        tile = tiling.default_tile(model, 2)
     in_plane = tuple(tile) if isinstance(tile, Sequence) else (int(tile), int(tile))
     in_plane = (min(in_plane[0], height), min(in_plane[1], width))
     depth = max(1, min(planes, PLANE_WINDOW_PIXELS // max(1, in_plane[0] * in_plane[1])))

@@ -167,6 +167,13 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
     return out
 
 
+def default_tile(model: SRModule, dims: int) -> int:
+    """The window side ``upscale`` uses without ``tile``: the card's hint, else 256 (2D)
+    or 64 (3D) input pixels."""
+    hint = getattr(model.card, "tile_hint", 0) if model.card is not None else 0
+    return hint or DEFAULT_TILE[dims]
+
+
 def _device_of(model: torch.nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
@@ -235,9 +242,8 @@ def upscale(
         raise TilingError(
             f"overlap {halo} is below the model's receptive radius {radius}; tiles would show seams"
         )
-    card_hint = getattr(model.card, "tile_hint", 0) if model.card is not None else 0
     if tile is None:
-        tile = card_hint or DEFAULT_TILE[dims]
+        tile = default_tile(model, dims)
     tile_size = expand_per_axis(tile, dims, "tile")
     if any(t < 1 for t in tile_size):
         raise TilingError(f"tile must be >= 1, got {tile_size}")

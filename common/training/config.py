@@ -77,6 +77,16 @@ class DegradationConfig:
     gap: float = 0.0
     mtf_at_nyquist: float = 0.3
 
+    @property
+    def kinds(self) -> list[str]:
+        """``kind`` as a list."""
+        return [self.kind] if isinstance(self.kind, str) else list(self.kind)
+
+    @property
+    def profiles(self) -> list[str]:
+        """``profile`` as a list."""
+        return [self.profile] if isinstance(self.profile, str) else list(self.profile)
+
 
 @dataclass
 class DataConfig:
@@ -224,8 +234,8 @@ class RunConfig:
             raise ConfigError(f"domain: must be one of {', '.join(DOMAINS)}, got {self.domain!r}")
         if self.train.loss not in ("mse", "l1"):
             raise ConfigError(f"train.loss: must be 'mse' or 'l1', got {self.train.loss!r}")
-        kinds = self.data.degradation.kind
-        for kind in [kinds] if isinstance(kinds, str) else kinds:
+        kinds = self.data.degradation.kinds
+        for kind in kinds:
             if kind not in ("bicubic", "thick_slice", "gaussian_mtf"):
                 raise ConfigError(
                     f"data.degradation.kind: must be bicubic, thick_slice or gaussian_mtf, got {kind!r}"
@@ -235,8 +245,7 @@ class RunConfig:
         for key in ("epochs", "iters_per_epoch", "batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self.train, key)}")
-        profiles = self.data.degradation.profile
-        for profile in [profiles] if isinstance(profiles, str) else profiles:
+        for profile in self.data.degradation.profiles:
             if profile not in ("gaussian", "box"):
                 raise ConfigError(
                     f"data.degradation.profile: must be gaussian or box, got {profile!r}"

@@ -150,11 +150,10 @@ def make_pairs(
 ) -> list[Pair]:
     """One pair per degradation kind and slice profile when ``cfg.kind`` or ``cfg.profile``
     list several, else one pair."""
-    kinds = [cfg.kind] if isinstance(cfg.kind, str) else cfg.kind
-    profiles = [cfg.profile] if isinstance(cfg.profile, str) else cfg.profile
+    profiles = cfg.profiles
     return [
         make_pair(path, hr, scale, replace(cfg, kind=k, profile=p))
-        for k in kinds
+        for k in cfg.kinds
         for p in (profiles if k == "thick_slice" else profiles[:1])
     ]
 
