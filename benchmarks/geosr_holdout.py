@@ -18,6 +18,7 @@ detail correlation than bicubic's.
 
     .venv/bin/python benchmarks/geosr_holdout.py --cross
     .venv/bin/python benchmarks/geosr_holdout.py --update-card common/weights/rs_edsr_x2.json
+    .venv/bin/python benchmarks/geosr_holdout.py --scale 4 --update-card common/weights/rs_edsr_x4.json
 """
 
 from __future__ import annotations
@@ -79,11 +80,13 @@ def held_out_crop(sources: list[Path], out: Path, factor: int, rows=HOLD_OUT_ROW
     return out
 
 
-def run_case(name: str, sources: list[Path], kernel: str, model: str | None, tmp: Path) -> dict:
-    hr = held_out_crop(sources, tmp / "hr.tif", 2)
-    lr = simulate_raster(hr, tmp / "lr.tif", factor=2, kernel=kernel)
+def run_case(
+    name: str, sources: list[Path], kernel: str, model: str | None, tmp: Path, scale: int = 2
+) -> dict:
+    hr = held_out_crop(sources, tmp / "hr.tif", scale)
+    lr = simulate_raster(hr, tmp / "lr.tif", factor=scale, kernel=kernel)
     started = time.perf_counter()
-    result = enhance_raster(lr, tmp / "sr.tif", EnhanceOptions(scale=2, model=model))
+    result = enhance_raster(lr, tmp / "sr.tif", EnhanceOptions(scale=scale, model=model))
     seconds = time.perf_counter() - started
     scores = evaluate_rasters(tmp / "sr.tif", hr, lr_path=lr)
     for path in (hr, lr, tmp / "sr.tif"):
@@ -151,18 +154,21 @@ def cross_resolution(model: str | None, tmp: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--model", default=None, help="default: what geosr enhance picks")
     parser.add_argument("--kernels", nargs="+", default=["bicubic", "gaussian"])
     parser.add_argument("--rasters", nargs="+", default=list(RASTERS), choices=list(RASTERS))
     parser.add_argument("--cross", action="store_true", help="Landsat 8 pan cross-check")
     parser.add_argument("--update-card", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.cross and args.scale != 2:
+        sys.exit("error: --cross compares 30 m bands with the 15 m pan: x2 only")
     missing = [p for r in args.rasters for p in RASTERS[r] if not (DATA / p).exists()]
     if missing:
         sys.exit(f"error: shared data not found: {', '.join(missing)} under {DATA}")
     warnings.simplefilter("ignore")
     print(
-        "x2, held-out rows 70-100 % of each raster (never trained on); PSNR/SSIM on data "
+        f"x{args.scale}, held-out rows 70-100 % of each raster (never trained on); PSNR/SSIM on data "
         "range 1.0 normalized, mean over bands\n"
     )
     print(
@@ -175,7 +181,12 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.rasters:
             for kernel in args.kernels:
                 row = run_case(
-                    name, [DATA / p for p in RASTERS[name]], kernel, args.model, Path(tmp)
+                    name,
+                    [DATA / p for p in RASTERS[name]],
+                    kernel,
+                    args.model,
+                    Path(tmp),
+                    args.scale,
                 )
                 rows.append(row)
                 print(
@@ -202,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             args.update_card,
             rows,
             (
-                "bottom 30 % of rows of each raster (never trained on), geosr simulate x2 "
+                f"bottom 30 % of rows of each raster (never trained on), geosr simulate x{args.scale} "
                 "(bicubic and gaussian kernels), geosr enhance, geosr evaluate (data range "
                 "1.0 normalized) beside bicubic (benchmarks/geosr_holdout.py)"
             ),

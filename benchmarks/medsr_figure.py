@@ -1,16 +1,19 @@
 """Draws docs/figures/medsr_orthoslices.png: thick-slice input, cubic B-spline, model, truth.
 
 Simulates thick slices (x``--factor``, ``--profile``) along ``--axis`` of a brain MRI with
-``medsr simulate``'s model, enhances them with ``medsr enhance``'s pipeline (``--model``;
+``medsr simulate``'s model (with ``--in-plane``: the same profile along the two other
+axes, a lower in-plane resolution), enhances them with ``medsr enhance``'s pipeline (``--model``;
 default: what ``medsr enhance`` picks) and shows the three orthogonal slices through the
 centre, titled with ``medsr evaluate``'s PSNR/SSIM inside the foreground.
 
 The default input is ``anatomical.nii``, a real 2 mm brain MRI that ships inside nibabel
 (MIT licence), so the committed figure is not derived from ../shared/data; at 2 mm, x4
 means 8 mm slices. Pass ``--input`` to look at another volume (do not commit figures of
-third-party data)::
+third-party data). ``--ct-phantom`` uses a generated head CT phantom in HU instead
+(scikit-image's Shepp-Logan slice made 3D, ``tests/data/nifti.py``)::
 
     python benchmarks/medsr_figure.py
+    python benchmarks/medsr_figure.py --ct-phantom --in-plane --factor 2 --out docs/figures/ct_inplane.png
     python benchmarks/medsr_figure.py --input ../shared/data/mri_nifti/MR_Gd.nii.gz --axis 2 \\
         --out /tmp/mr_gd.png
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,32 +57,48 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--profile", default="gaussian", choices=["gaussian", "box"])
     parser.add_argument("--model", default=None)
+    parser.add_argument("--in-plane", action="store_true", help="scale the axes other than --axis")
+    parser.add_argument("--ct-phantom", action="store_true", help="a generated CT phantom (HU)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/figures/medsr_orthoslices.png")
     args = parser.parse_args()
-    source = args.input or bundled_brain()
+    if args.ct_phantom:
+        from tests.data.nifti import ct_phantom, write_nifti
+
+        source = Path(tempfile.mkdtemp()) / "generated_ct_phantom.nii.gz"
+        write_nifti(source, ct_phantom(), np.diag([1.0, 1.0, 1.0, 1.0]), dtype=np.int16)
+    else:
+        source = args.input or bundled_brain()
     hr = read_volume(source)
-    n = hr.shape[args.axis] - hr.shape[args.axis] % args.factor
+    scaled = [a for a in range(3) if a != args.axis] if args.in_plane else [args.axis]
     index = [slice(None)] * 3
-    index[args.axis] = slice(0, n)
+    for a in scaled:
+        index[a] = slice(0, hr.shape[a] - hr.shape[a] % args.factor)
     hr.data = np.ascontiguousarray(hr.data[tuple(index)])
-    lr = simulate_volume(hr, axis=args.axis, factor=args.factor, profile=args.profile)
-    scale = tuple(args.factor if a == args.axis else 1 for a in range(3))
+    lr = simulate_volume(hr, axis=scaled, factor=args.factor, profile=args.profile)
+    scale = tuple(args.factor if a in scaled else 1 for a in range(3))
     result = enhance_volume(lr, plan_enhance(lr.shape, lr.affine, scale=scale), model=args.model)
     scores = evaluate_volumes(result.volume, hr, lr=lr, axis=args.axis)
     cubic = baseline_from_lr(lr, hr)
-    thick = np.repeat(lr.data, args.factor, axis=args.axis)
+    thick = lr.data
+    for a in scaled:
+        thick = np.repeat(thick, args.factor, axis=a)
     base, model = scores["baseline"], scores["model"]
     name = result.provenance["model"]["name"]
     panels = [
-        (f"input ({args.factor}x thicker slices)", thick),
+        (
+            f"input (x{args.factor} {'in-plane pixels' if args.in_plane else 'thicker slices'})",
+            thick,
+        ),
         (f"cubic B-spline\n{base['psnr']:.2f} dB / {base['ssim']:.3f}", cubic),
         (f"{name}\n{model['psnr']:.2f} dB / {model['ssim']:.3f}", result.volume.data),
         ("reference", hr.data),
     ]
     foreground = hr.data[np.isfinite(hr.data)]
     vmin, vmax = np.percentile(foreground, [1, 99.5])
+    if result.provenance.get("modality") == "ct":
+        vmin, vmax = -160.0, 240.0  # soft-tissue window (W 400, L 40 HU)
     centre = [s // 2 for s in hr.shape]
-    spacing = hr.spacing
+    spacing = list(hr.spacing)
     fig, axes = plt.subplots(3, 4, figsize=(12, 9.5))
     for col, (title, vol) in enumerate(panels):
         for row, normal in enumerate((2, 1, 0)):  # axial, coronal, sagittal planes
@@ -100,11 +120,14 @@ def main() -> None:
                 ax.set_title(title, fontsize=10)
     for row, label in enumerate(("axial", "coronal", "sagittal")):
         axes[row, 0].set_ylabel(label)
-    fig.suptitle(
-        f"{source.name}: x{args.factor} through-plane along {AXIS_NAMES[args.axis]}"
-        f" ({args.profile} slice profile, {spacing[args.axis] * args.factor:g} mm slices);"
-        " PSNR/SSIM inside the foreground (medsr evaluate)"
+    what = (
+        f"x{args.factor} in-plane ({args.profile} point-spread function, "
+        f"{'x'.join(f'{spacing[a] * args.factor:g}' for a in scaled)} mm pixels)"
+        if args.in_plane
+        else f"x{args.factor} through-plane along {AXIS_NAMES[args.axis]}"
+        f" ({args.profile} slice profile, {spacing[args.axis] * args.factor:g} mm slices)"
     )
+    fig.suptitle(f"{source.name}: {what}; PSNR/SSIM inside the foreground (medsr evaluate)")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=80)

@@ -1,19 +1,26 @@
-"""Held-out medical benchmark: simulate thick slices, enhance, compare with cubic B-spline.
+"""Held-out medical benchmark: simulate low-res twins, enhance, compare with cubic B-spline.
 
-For each held-out high-resolution volume: crop the thick axis to a multiple of the factor,
-simulate thick slices with ``medsr simulate``'s model (``--profile``), run ``medsr
-enhance``'s pipeline (``--model``; default: what ``medsr enhance`` picks for the plan), and
-score PSNR/SSIM inside the foreground (Otsu mask of the reference, as ``medsr evaluate``)
-against cubic B-spline upsampling of the same low-res input. Prints a Markdown table.
+For each held-out high-resolution volume: crop the scaled axes to a multiple of the
+factor, simulate the low-res twin with ``medsr simulate``'s model (``--profile``; thick
+slices along ``--axis``, or with ``--in-plane`` the same profile along the two other
+axes), run ``medsr enhance``'s pipeline (``--model``; default: what ``medsr enhance`` picks
+for the plan), and score PSNR/SSIM inside the foreground (Otsu mask of the reference, as
+``medsr evaluate``) against cubic B-spline upsampling of the same low-res input. Prints a
+Markdown table.
 
-None of the default volumes was used for training: ``MR_Gd`` (subject D) is the shipped
-MRI models' validation volume (model selection); ``chris_t1`` (subject C, CC BY-NC,
-evaluation only, never trained on) and the studyforrest DICOM T1 are fully held out.
+None of the default volumes was used for training. MRI (``--modality mri``): ``MR_Gd``
+(subject D) is the shipped MRI models' validation volume (model selection); ``chris_t1``
+(subject C, CC BY-NC, evaluation only, never trained on) and the studyforrest DICOM T1
+are fully held out. CT (``--modality ct``, in HU): the last 30 % of the TotalSegmentator
+chest CT's z slices is the CT models' validation region (they train on the first 70 %);
+the TotalSegmentator example DICOM CT series is fully held out.
 
 Run::
 
     .venv/bin/python benchmarks/medsr_holdout.py --factor 4 --axis 2
     .venv/bin/python benchmarks/medsr_holdout.py --factor 4 --update-card common/weights/mri_smore_x4.json
+    .venv/bin/python benchmarks/medsr_holdout.py --factor 2 --in-plane
+    .venv/bin/python benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2
 """
 
 from __future__ import annotations
@@ -35,32 +42,55 @@ from medsr.simulate import simulate_volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+# name -> (path under the data root, kept fraction of the voxel z axis or None = whole)
 HELD_OUT = {
-    "MR_Gd (val)": "mri_nifti/MR_Gd.nii.gz",
-    "chris_t1 (test)": "mri_nifti/chris_t1.nii.gz",
-    "studyforrest DICOM T1 (test)": "dicom_mr_t1_studyforrest",
+    "mri": {
+        "MR_Gd (val)": ("mri_nifti/MR_Gd.nii.gz", None),
+        "chris_t1 (test)": ("mri_nifti/chris_t1.nii.gz", None),
+        "studyforrest DICOM T1 (test)": ("dicom_mr_t1_studyforrest", None),
+    },
+    "ct": {
+        "TotalSegmentator chest CT, last 30 % of z (val)": (
+            "ct_nifti/totalseg_aorta_ct_cropped.nii.gz",
+            (0.7, 1.0),
+        ),
+        "TotalSegmentator DICOM CT (test)": ("dicom_ct_totalsegmentator", None),
+    },
 }
 
 
-def crop_to_factor(volume, axis: int, factor: int):
-    """Drops trailing slices so the thick axis is a multiple of ``factor``."""
-    n = volume.shape[axis] - volume.shape[axis] % factor
+def crop_to_factor(volume, axes, factor: int, z_range=None):
+    """Keeps ``z_range`` of the voxel z axis, then drops trailing slices so every scaled
+    axis is a multiple of ``factor`` (the first voxel's position is unchanged unless
+    ``z_range`` starts above 0, in which case the affine is shifted to match)."""
     index = [slice(None)] * 3
-    index[axis] = slice(0, n)
+    if z_range is not None:
+        n = volume.shape[2]
+        start, stop = int(round(z_range[0] * n)), int(round(z_range[1] * n))
+        index[2] = slice(start, stop)
+        volume.affine = volume.affine.copy()
+        volume.affine[:3, 3] += volume.affine[:3, 2] * start
+    sizes = [len(range(*index[a].indices(volume.shape[a]))) for a in range(3)]
+    for a in axes:
+        first = index[a].start or 0
+        index[a] = slice(first, first + sizes[a] - sizes[a] % factor)
     volume.data = np.ascontiguousarray(volume.data[tuple(index)])
     return volume
 
 
-def run_case(path: Path, *, axis: int, factor: int, profile: str, model: str | None) -> dict:
-    hr = crop_to_factor(read_volume(path), axis, factor)
-    lr = simulate_volume(hr, axis=axis, factor=factor, profile=profile)
+def run_case(
+    path: Path, *, axes, factor: int, profile: str, model: str | None, z_range=None
+) -> dict:
+    hr = crop_to_factor(read_volume(path), axes, factor, z_range)
+    lr = simulate_volume(hr, axis=axes, factor=factor, profile=profile)
     plan = plan_enhance(
-        lr.shape, lr.affine, scale=tuple(factor if a == axis else 1 for a in range(3))
+        lr.shape, lr.affine, scale=tuple(factor if a in axes else 1 for a in range(3))
     )
     started = time.perf_counter()
     result = enhance_volume(lr, plan, model=model)
     seconds = time.perf_counter() - started
-    scores = evaluate_volumes(result.volume, hr, lr=lr, axis=axis)
+    slice_axis = axes[0] if len(axes) == 1 else next(a for a in range(3) if a not in axes)
+    scores = evaluate_volumes(result.volume, hr, lr=lr, axis=slice_axis)
     return {
         "model": result.provenance["model"]["name"],
         "method": result.provenance["method"],
@@ -79,30 +109,49 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--axis", type=int, default=2, help="voxel axis made thick (0, 1, 2)")
+    parser.add_argument(
+        "--in-plane",
+        action="store_true",
+        help="lower the resolution of the two axes other than --axis instead (in-plane SR)",
+    )
+    parser.add_argument("--modality", choices=list(HELD_OUT), default="mri")
     parser.add_argument("--profile", nargs="+", default=["gaussian", "box"])
     parser.add_argument("--model", default=None, help="default: what medsr enhance picks")
-    parser.add_argument("--volumes", nargs="+", default=list(HELD_OUT), choices=list(HELD_OUT))
+    parser.add_argument("--volumes", nargs="+", default=None, help="names from the table")
     parser.add_argument("--update-card", type=Path, default=None)
     args = parser.parse_args(argv)
-    missing = [HELD_OUT[v] for v in args.volumes if not (args.data / HELD_OUT[v]).exists()]
+    cases = HELD_OUT[args.modality]
+    names = args.volumes or list(cases)
+    unknown = [v for v in names if v not in cases]
+    if unknown:
+        sys.exit(f"error: unknown volume(s) {unknown}; choose from {list(cases)}")
+    missing = [cases[v][0] for v in names if not (args.data / cases[v][0]).exists()]
     if missing:
         sys.exit(f"error: shared data not found: {', '.join(missing)} under {args.data}")
+    axes = [a for a in range(3) if a != args.axis] if args.in_plane else [args.axis]
+    what = (
+        f"in-plane along voxel axes {axes[0]} and {axes[1]}"
+        if args.in_plane
+        else f"through-plane along voxel axis {args.axis}"
+    )
 
-    print(f"x{args.factor} through-plane along axis {args.axis}: PSNR/SSIM in the foreground\n")
+    print(f"{args.modality.upper()} x{args.factor} {what}: PSNR/SSIM in the foreground\n")
     print(
         "| volume | profile | model | B-spline PSNR | model PSNR | gain (dB) "
         "| B-spline SSIM | model SSIM | enhance s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
-    for name in args.volumes:
+    for name in names:
+        path, z_range = cases[name]
         for profile in args.profile:
             row = run_case(
-                args.data / HELD_OUT[name],
-                axis=args.axis,
+                args.data / path,
+                axes=axes,
                 factor=args.factor,
                 profile=profile,
                 model=args.model,
+                z_range=z_range,
             )
             rows.append({"volume": name, "profile": profile, **row})
             print(
@@ -116,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             args.update_card,
             rows,
             (
-                f"medsr simulate x{args.factor} along voxel axis {args.axis} "
+                f"medsr simulate x{args.factor} {what} "
                 "(trailing slices cropped), medsr enhance, PSNR/SSIM inside the Otsu "
                 "foreground of the reference, data range = foreground range; baseline "
                 "cubic B-spline of the same low-res input (benchmarks/medsr_holdout.py)"

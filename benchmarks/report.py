@@ -35,38 +35,66 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         [f"{PY} benchmarks/model_cards.py"],
     ),
     "natural": (
-        "Natural images: Set5 / Set14 / B100, x3 and x4",
+        "Natural images: Set5 / Set14 / B100, x2, x3 and x4",
         "Y-PSNR/SSIM with the standard protocol (MATLAB bicubic LR rounded to 8 bit, BT.601 "
         "Y, shave = scale), beside published numbers. Split: the shipped natural models were "
         "trained on T91 only; Set5 was their validation set (model selection), Set14 and B100 "
         "are fully held out.",
         [
+            f"{PY} benchmarks/natural_sr.py --model natural_edsr_x2",
             f"{PY} benchmarks/natural_sr.py --model natural_srcnn_x3",
             f"{PY} benchmarks/natural_sr.py --model natural_edsr_x4",
         ],
     ),
     "medsr": (
-        "MRI x4 through-plane (held-out volumes)",
-        "4 mm thick slices simulated from ~1 mm brain MRI with `medsr simulate` (Gaussian and "
-        "box slice profiles), enhanced by the default `medsr enhance` pipeline (the shipped "
-        "`mri_smore_x4`, SMORE-style on both plane orientations that contain the thick axis) "
-        "and, as a no-weights reference, `--model ibp`; PSNR/SSIM inside the foreground "
+        "MRI through-plane x2 / x3 / x4 and in-plane x2 (held-out volumes)",
+        "Thick slices (2, 3 and 4 mm) simulated from ~1 mm brain MRI with `medsr simulate` "
+        "(Gaussian and box slice profiles), or for in-plane x2 the same profile along both "
+        "in-plane axes (`--axis x,y`), enhanced by the default `medsr enhance` pipeline (the "
+        "shipped `mri_smore_x2/x3/x4`, SMORE-style on both plane orientations that contain the "
+        "thick axis, and `mri_inplane_x2` on every slice) and, as a no-weights reference at x4, "
+        "`--model ibp`; PSNR/SSIM inside the foreground "
         "against cubic B-spline of the same input. Split by subject: MR_Gd (subject D) is "
         "the validation volume (model selection); chris_t1 (subject C, CC BY-NC, never "
         "trained on) and the studyforrest DICOM T1 are fully held out.",
         [
+            f"{PY} benchmarks/medsr_holdout.py --factor 2 --axis 2",
+            f"{PY} benchmarks/medsr_holdout.py --factor 3 --axis 2",
             f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2",
             f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2 --model ibp",
+            f"{PY} benchmarks/medsr_holdout.py --factor 2 --axis 2 --in-plane",
+        ],
+    ),
+    "ct_holdout": (
+        "CT x2 through-plane and in-plane x2, in HU (held-out data)",
+        "The same protocol on CT in HU (data range = the reference's foreground HU range): "
+        "the shipped `ct_smore_x2` and `ct_inplane_x2` trained on the first 70 % of the z "
+        "slices of the TotalSegmentator chest CT; its last 30 % is their validation region "
+        "(model selection) and the TotalSegmentator example DICOM CT series (0.98 mm, 2 mm "
+        "slices) is fully held out.",
+        [
+            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2",
+            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2 --in-plane",
         ],
     ),
     "geosr_holdout": (
-        "Remote sensing x2 (held-out rows), and a real cross-resolution check",
+        "Remote sensing x2 and x4 (held-out rows), and a real cross-resolution check",
         "`geosr simulate` (bicubic and Gaussian-MTF kernels) on the bottom 30 % of each "
         "raster's rows, which no shipped model trained on (NAIP 2020 is also a date never "
         "trained on), enhanced by the default `geosr enhance`, scored by `geosr evaluate` "
         "beside bicubic. The cross-check enhances real 30 m Landsat 8 red to 15 m and compares "
         "it with the real 15 m pan band.",
-        [f"{PY} benchmarks/geosr_holdout.py --cross"],
+        [
+            f"{PY} benchmarks/geosr_holdout.py --cross",
+            f"{PY} benchmarks/geosr_holdout.py --scale 4",
+        ],
+    ),
+    "model_speed": (
+        "Speed and peak memory of every shipped model (this CPU)",
+        "Each shipped model beside its interpolation baseline, in a fresh process each, on "
+        "generated inputs. No GPU was lent to the sessions that trained these models, so "
+        "there are no GPU rows.",
+        [f"{PY} benchmarks/model_speed.py"],
     ),
     "medsr_timing": (
         "medsr enhance timing (256x256x180 volume, this CPU)",

@@ -130,7 +130,11 @@ def enhance(input_path: str, output: str | None, progress: bool | None, **option
 @main.command("simulate")
 @click.argument("hr")
 @click.option("-o", "--output", required=True, help="Low-res NIfTI to write (.nii/.nii.gz).")
-@click.option("--axis", default="z", help="Axis to thicken: x, y or z.")
+@click.option(
+    "--axis",
+    default="z",
+    help="Axis to thicken: x, y or z; or several, e.g. x,y (lower in-plane resolution).",
+)
 @click.option("--factor", type=int, default=4, help="HR slices per LR slice (integer >= 2).")
 @click.option("--profile", type=click.Choice(["gaussian", "box"]), default="gaussian")
 @click.option("--gap", "gap_mm", type=float, default=0.0, help="Gap between slices in mm.")
@@ -141,7 +145,7 @@ def simulate(
     """Simulate thick slices from a high-res volume (grids align under edges-kept)."""
     from .simulate import simulate_file
 
-    axis_index = _parse_options(hr, {"axis": axis})["axis"]
+    axis_index = [_parse_options(hr, {"axis": a})["axis"] for a in axis.split(",")]
     low = simulate_file(
         hr,
         output,

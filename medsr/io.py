@@ -311,6 +311,7 @@ def read_dicom_series(
     if not files:
         raise input_error(folder, "empty folder (no files)")
     groups: dict[str, list] = {}
+    multiframe: dict[str, tuple[Path, str]] = {}
     unreadable: list[str] = []
     for file in files:
         try:
@@ -327,12 +328,17 @@ def read_dicom_series(
         )
         if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
             continue
-        if sop_class in ENHANCED_CLASSES or int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            raise input_error(
-                file,
-                f"enhanced/multi-frame DICOM ({ENHANCED_CLASSES.get(sop_class, 'NumberOfFrames > 1')})"
-                " is not supported; convert it to single-frame slices or NIfTI (e.g. dcm2niix)",
-            )
+        try:
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+        except (TypeError, ValueError):
+            unreadable.append(f"{file.name} (invalid NumberOfFrames)")
+            continue
+        if sop_class in ENHANCED_CLASSES or frames > 1:
+            # an error only if it belongs to the series asked for (checked below)
+            kind = ENHANCED_CLASSES.get(sop_class, "NumberOfFrames > 1")
+            multiframe.setdefault(_series_uid(ds), (file, kind))
+            groups.setdefault(_series_uid(ds), []).append((file, ds))
+            continue
         if (
             "Rows" not in ds
             or "ImagePositionPatient" not in ds
@@ -343,16 +349,23 @@ def read_dicom_series(
                 unreadable.append(f"{file.name} (incomplete image header; truncated?)")
             continue  # not an image slice (structured report, presentation state, ...)
         groups.setdefault(_series_uid(ds), []).append((file, ds))
-    if not groups:
-        detail = f"; unreadable: {', '.join(unreadable[:3])}" if unreadable else ""
-        raise input_error(folder, f"no DICOM image slices found{detail}")
     if member is not None:
         uid = next((u for u, items in groups.items() if any(f == member for f, _ in items)), None)
         if uid is None:
             raise input_error(member, "not a DICOM image slice")
         chosen = uid
+    elif not groups:
+        detail = f"; unreadable: {', '.join(unreadable[:3])}" if unreadable else ""
+        raise input_error(folder, f"no DICOM image slices found{detail}")
     else:
         chosen = _pick_series(folder, groups, series)
+    if chosen in multiframe:
+        file, kind = multiframe[chosen]
+        raise input_error(
+            file,
+            f"enhanced/multi-frame DICOM ({kind}) is not supported;"
+            " convert it to single-frame slices or NIfTI (e.g. dcm2niix)",
+        )
     items = groups[chosen]
     found: list[str] = []
     if unreadable:

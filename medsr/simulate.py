@@ -8,6 +8,7 @@ low-res volume by ``f`` lands exactly on the high-res grid (its first ``(n // f)
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,31 +21,43 @@ from .io import Volume, read_volume, write_nifti
 
 
 def simulate_volume(
-    volume: Volume, *, axis: int, factor: int, profile: str = "gaussian", gap_mm: float = 0.0
+    volume: Volume,
+    *,
+    axis: int | Sequence[int],
+    factor: int,
+    profile: str = "gaussian",
+    gap_mm: float = 0.0,
 ) -> Volume:
     """Thick slices along voxel ``axis``: ``factor`` HR slices per LR slice.
 
-    ``profile``: ``"gaussian"`` (FWHM = slice thickness) or ``"box"``; ``gap_mm``: the
-    gap between slices in mm (slice thickness = factor * spacing - gap). NaNs are not
-    allowed in the high-res input. Trailing slices that do not fill a LR slice are dropped.
+    ``axis`` may list several axes: the same profile is then applied along each (two
+    in-plane axes simulate a lower in-plane resolution, a separable point-spread function
+    of one LR voxel). ``profile``: ``"gaussian"`` (FWHM = slice thickness) or ``"box"``;
+    ``gap_mm``: the gap between slices in mm (slice thickness = factor * spacing - gap).
+    NaNs are not allowed in the high-res input. Trailing slices that do not fill a LR
+    slice are dropped.
     """
     if int(factor) != factor or factor < 2:
         raise ValueError(f"--factor must be an integer >= 2, got {factor}")
     factor = int(factor)
-    spacing = float(volume.spacing[axis])
-    gap = gap_mm / spacing
-    if not 0 <= gap < factor:
-        raise ValueError(
-            f"--gap {gap_mm} mm must be >= 0 and below the LR spacing {factor * spacing:.4g} mm"
-        )
-    if volume.shape[axis] < factor:
-        raise ValueError(f"axis has {volume.shape[axis]} slices, fewer than --factor {factor}")
-    data = np.nan_to_num(volume.data.astype(np.float64))
-    low = thick_slice(data, factor, axis, profile=profile, gap=gap).astype(np.float32)
+    axes = [axis] if isinstance(axis, int) else list(dict.fromkeys(int(a) for a in axis))
+    if not axes or any(a not in (0, 1, 2) for a in axes):
+        raise ValueError(f"axis must be one or more of 0, 1, 2, got {axis!r}")
+    low = np.nan_to_num(volume.data.astype(np.float64))
     scale = [1, 1, 1]
-    scale[axis] = factor
+    for a in axes:
+        spacing = float(volume.spacing[a])
+        gap = gap_mm / spacing
+        if not 0 <= gap < factor:
+            raise ValueError(
+                f"--gap {gap_mm} mm must be >= 0 and below the LR spacing {factor * spacing:.4g} mm"
+            )
+        if volume.shape[a] < factor:
+            raise ValueError(f"axis has {volume.shape[a]} slices, fewer than --factor {factor}")
+        low = thick_slice(low, factor, a, profile=profile, gap=gap)
+        scale[a] = factor
     return Volume(
-        data=low,
+        data=low.astype(np.float32),
         affine=downsampled_affine(volume.affine, scale),
         modality=volume.modality,
         source=volume.source,
@@ -57,7 +70,7 @@ def simulate_file(
     hr_path: str | os.PathLike,
     lr_path: str | os.PathLike,
     *,
-    axis: int = 2,
+    axis: int | Sequence[int] = 2,
     factor: int = 4,
     profile: str = "gaussian",
     gap_mm: float = 0.0,

@@ -30,10 +30,17 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 # name -> weights file name in WEIGHTS_DIR (a JSON card with the same stem sits beside it)
 SHIPPED: dict[str, str] = {
+    "ct_inplane_x2": "ct_inplane_x2.safetensors",
+    "ct_smore_x2": "ct_smore_x2.safetensors",
+    "mri_inplane_x2": "mri_inplane_x2.safetensors",
+    "mri_smore_x2": "mri_smore_x2.safetensors",
+    "mri_smore_x3": "mri_smore_x3.safetensors",
     "mri_smore_x4": "mri_smore_x4.safetensors",
+    "natural_edsr_x2": "natural_edsr_x2.safetensors",
     "natural_edsr_x4": "natural_edsr_x4.safetensors",
     "natural_srcnn_x3": "natural_srcnn_x3.safetensors",
     "rs_edsr_x2": "rs_edsr_x2.safetensors",
+    "rs_edsr_x4": "rs_edsr_x4.safetensors",
 }
 
 

@@ -57,7 +57,8 @@ class DegradationConfig:
 
     Attributes:
         kind: ``bicubic`` (MATLAB-compatible antialiased), ``thick_slice`` (volumes: a
-            slice profile along the scaled axis) or ``gaussian_mtf`` (rasters), or a list of
+            slice profile along each scaled axis; one scaled axis gives thick slices, two
+            an in-plane point-spread function) or ``gaussian_mtf`` (rasters), or a list of
             them: every training item is then degraded once with each (with ``profile``
             lists too, once per combination), for a model robust to all of them.
         blur_sigma: extra Gaussian blur before downsampling, high-res pixels (0 = none).

@@ -118,10 +118,11 @@ def degrade(hr: np.ndarray, scale: Sequence[int], cfg: DegradationConfig) -> np.
         lr = deg.gaussian_mtf_downsample(hr, scale[0], cfg.mtf_at_nyquist, spatial_dims=dims)
     elif cfg.kind == "thick_slice":
         thick = [i for i, s in enumerate(scale) if s > 1]
-        if len(thick) != 1:
-            raise ValueError(f"thick_slice needs exactly one scaled axis, got scale {scale}")
-        axis = 1 + thick[0]
-        lr = deg.thick_slice(hr, scale[thick[0]], axis, profile=cfg.profile, gap=cfg.gap)
+        if not thick:
+            raise ValueError(f"thick_slice needs a scaled axis, got scale {scale}")
+        lr = hr
+        for i in thick:  # one axis: thick slices; two: a separable in-plane PSF
+            lr = deg.thick_slice(lr, scale[i], 1 + i, profile=cfg.profile, gap=cfg.gap)
     else:
         raise ValueError(f"unknown degradation {cfg.kind!r}")
     lr = lr.astype(np.float32)

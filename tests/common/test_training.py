@@ -159,6 +159,17 @@ def test_thick_slice_degradation_follows_the_scaled_axis():
     np.testing.assert_allclose(lr, hr.reshape(1, 8, 6, 5, 4).mean(-1), atol=1e-6)
 
 
+def test_thick_slice_degradation_on_two_axes_is_an_in_plane_psf():
+    from common.training.config import DegradationConfig
+
+    hr = np.random.default_rng(1).random((1, 8, 6, 5)).astype(np.float32)
+    lr = degrade(hr, (2, 2, 1), DegradationConfig(kind="thick_slice", profile="box"))
+    assert lr.shape == (1, 4, 3, 5)
+    np.testing.assert_allclose(lr, hr.reshape(1, 4, 2, 3, 2, 5).mean((2, 4)), atol=1e-6)
+    with pytest.raises(ValueError, match="needs a scaled axis"):
+        degrade(hr, (1, 1, 1), DegradationConfig(kind="thick_slice"))
+
+
 def test_plane_pairs_cover_six_orientations_and_sample_aligned_2d_patches():
     from common.training.config import DegradationConfig
     from common.training.data import plane_pairs

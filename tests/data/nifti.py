@@ -45,6 +45,27 @@ def phantom(shape: tuple[int, int, int] = (16, 16, 16), seed: int = 0) -> np.nda
     return values.astype(np.float32)
 
 
+def ct_phantom(shape: tuple[int, int, int] = (160, 160, 48), seed: int = 0) -> np.ndarray:
+    """A 3D head CT phantom in HU: scikit-image's Shepp-Logan slice, shrunk towards the top
+    and bottom like an ellipsoid, mapped to air / soft tissue / bone HU, with mild texture."""
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import resize
+
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = shape
+    base = shepp_logan_phantom()  # 400 x 400 in [0, 1]
+    volume = np.full(shape, 0.0)
+    for k, z in enumerate(np.linspace(-1, 1, nz)):
+        extent = np.sqrt(max(0.0, 1 - (z / 1.05) ** 2))
+        sx, sy = max(1, round(nx * extent)), max(1, round(ny * extent))
+        plane = resize(base, (sx, sy), order=1, anti_aliasing=True)
+        x0, y0 = (nx - sx) // 2, (ny - sy) // 2
+        volume[x0 : x0 + sx, y0 : y0 + sy, k] = plane
+    texture = gaussian_filter(rng.standard_normal(shape), 1.5)
+    hu = np.interp(volume, [0.0, 0.1, 0.2, 0.3, 0.4, 1.0], [-1000, -60, 25, 40, 60, 1100])
+    return (hu + np.where(volume > 0.05, 60 * texture, 0.0)).astype(np.float32)
+
+
 def write_nifti(
     path: Path,
     data: np.ndarray,

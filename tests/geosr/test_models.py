@@ -43,6 +43,12 @@ def test_shipped_rs_models_slot_in(monkeypatch):
     assert default_model(3, 3).spec == "bicubic"
 
 
+def test_the_shipped_defaults():
+    assert default_model(2, 5).spec == "rs_edsr_x2"  # per band, any band count
+    assert default_model(4, 3).spec == "rs_edsr_x4"
+    assert default_model(3, 4).spec == "bicubic"  # no x3 remote-sensing model ships
+
+
 def test_prepare_model_scales_baselines():
     assert prepare_model("bicubic", 3, 5).scale == (3, 3)
     with pytest.raises(Exception, match="unknown model"):

@@ -67,6 +67,24 @@ def test_simulate_enhance_evaluate_round_trip(hr_file, tmp_path):
     assert csv[0] == "method,scope,psnr,ssim" and csv[1].startswith("model,3d,")
 
 
+def test_in_plane_simulate_and_enhance_land_on_the_hr_grid(hr_file, tmp_path):
+    lr = tmp_path / "lr.nii.gz"
+    result = run(
+        "simulate", hr_file, "-o", lr, "--axis", "x,y", "--factor", "2", "--profile", "box"
+    )
+    assert result.exit_code == 0, result.output
+    low, hr = read_volume(lr), read_volume(hr_file)
+    assert low.shape == (12, 10, 32)
+    np.testing.assert_allclose(low.spacing, [2, 2, 1], atol=1e-6)
+    np.testing.assert_allclose(low.data[3, 4], hr.data[6:8, 8:10].mean(axis=(0, 1)), atol=1e-4)
+    sr = tmp_path / "sr.nii.gz"
+    result = run("enhance", lr, "-o", sr, "--scale", "2,2,1", "--model", "bspline")
+    assert result.exit_code == 0, result.output
+    out = read_volume(sr)
+    assert out.shape == hr.shape
+    np.testing.assert_allclose(out.affine, hr.affine, atol=1e-5)
+
+
 def test_evaluate_exact_psnr_with_mask_and_range(tmp_path):
     ref = np.zeros((8, 8, 8), np.float32)
     ref[2:6, 2:6, 2:6] = 100

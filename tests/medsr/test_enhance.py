@@ -68,9 +68,16 @@ def test_default_model_falls_back_and_picks_shipped(monkeypatch):
     assert choice.spec == "mri_smore_x4" and "2D through-plane model (SMORE)" in choice.reason
     for axis_scale in ((4, 1, 1), (1, 4, 1)):  # any thick axis
         assert default_model("mri", axis_scale).spec == "mri_smore_x4"
-    choice = default_model("mri", (1, 1, 2))
-    assert choice.spec == "bspline" and "no shipped mri model for x1x1x2" in choice.reason
+    assert default_model("mri", (1, 2, 1)).spec == "mri_smore_x2"
+    assert default_model("mri", (1, 1, 3)).spec == "mri_smore_x3"
+    choice = default_model("mri", (2, 2, 1))
+    assert choice.spec == "mri_inplane_x2" and "2D in-plane model" in choice.reason
+    assert default_model("ct", (1, 1, 2)).spec == "ct_smore_x2"
+    assert default_model("ct", (1, 2, 2)).spec == "ct_inplane_x2"
+    choice = default_model("mri", (1, 1, 5))
+    assert choice.spec == "bspline" and "no shipped mri model for x1x1x5" in choice.reason
     assert default_model("ct", (1, 1, 4)).spec == "bspline"
+    assert default_model("mri", (3, 3, 1)).spec == "bspline"
     card = make_baseline("lanczos", dims=3, scale=2).card.replace(
         name="mri_x4_z", domain="mri", axis_scale=(1, 1, 4), dims=3
     )

@@ -8,6 +8,7 @@ import warnings
 import nibabel as nib
 import numpy as np
 import pydicom
+import pydicom.data
 import pytest
 
 from medsr.errors import MedsrError
@@ -139,6 +140,18 @@ def test_dicom_errors(tmp_path, mr_series):
     ds.save_as(multi / "mf.dcm")
     with pytest.raises(MedsrError, match="enhanced/multi-frame DICOM .* is not supported"):
         read_volume(multi)
+    # a multi-frame object of another series beside a 3D series does not block it
+    mixed = tmp_path / "mixed"
+    shutil.copytree(mr_series["folder"], mixed)
+    ds.SeriesInstanceUID = "1.2.999"
+    ds.save_as(mixed / "mf.dcm")
+    # and pydicom's badVR.dcm (NumberOfFrames "1A") is skipped as unreadable, not a crash
+    shutil.copy(pydicom.data.get_testdata_file("badVR.dcm"), mixed / "broken.dcm")
+    expected = read_volume(mr_series["folder"]).data
+    np.testing.assert_array_equal(read_volume(mixed / "s000").data, expected)
+    np.testing.assert_array_equal(read_volume(mixed, series=mr_series["series"]).data, expected)
+    with pytest.raises(MedsrError, match="mf.dcm: enhanced/multi-frame DICOM"):
+        read_volume(mixed / "mf.dcm")
     single = tmp_path / "single"
     single.mkdir()
     shutil.copy(mr_series["folder"] / "s000", single / "one.dcm")

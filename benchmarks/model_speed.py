@@ -1,0 +1,163 @@
+"""Speed and peak memory of every shipped model beside its interpolation baseline.
+
+Each measurement runs in a fresh Python process (so peak RSS is that model's alone,
+including Python, torch and the model), on generated inputs:
+
+- 2D models (``natural``, ``rs``): one 512 x 512 single-channel low-res image through
+  ``common.upscale`` (default tiling); reported as Mpix/s of output.
+- medical models (``mri``, ``ct``): ``medsr.enhance.super_resolve`` (what ``medsr
+  enhance`` runs after normalization; SMORE on both plane orientations for through-plane
+  models) on a normalized volume whose output is 144 x 144 x 144 voxels; reported as
+  volumes/s and Mvox/s of output.
+
+Each row is the median of ``--repeats`` timed runs after one warm-up. The baseline rows
+(bicubic for 2D, cubic B-spline for volumes) are measured in the same run, and every
+model's time is also given as a ratio to its baseline. Run on an idle machine::
+
+    .venv/bin/python benchmarks/model_speed.py [--threads N] [--device cpu|cuda] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SIDE = 512
+VOLUME_SIDE = 144
+
+
+def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, repeats: int):
+    """Runs in the child process: times ``spec`` and prints a JSON line."""
+    import resource
+
+    import numpy as np
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    sys.path.insert(0, str(ROOT))
+    from common import load_model, upscale
+    from medsr.enhance import super_resolve
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    if kind == "image":
+        lr = gaussian_filter(rng.random((IMAGE_SIDE, IMAGE_SIDE)), 1.5).astype(np.float32)[None]
+        model = load_model(spec)
+        if model.flexible_scale:
+            model = model.with_scale(scale[0])
+
+        def run():
+            return upscale(model, lr, scale=scale[0], device=device)
+
+    else:
+        shape = tuple(VOLUME_SIDE // s for s in scale)
+        lr = gaussian_filter(rng.random(shape), 1.5).astype(np.float32)
+
+        def run():
+            return super_resolve(lr, scale, spec, device=device)[0]
+
+    out = run()  # warm-up (and the output size)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps({"seconds": statistics.median(times), "out": int(out.size), "peak_mb": peak_mb})
+    )
+
+
+def _child(spec: str, kind: str, scale: list[int], args) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        json.dumps([spec, kind, scale]),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--repeats",
+        str(args.repeats),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"error: measuring {spec} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cases() -> list[tuple[str, str, str, list[int]]]:
+    """(model, baseline, kind, scale) for every shipped model."""
+    sys.path.insert(0, str(ROOT))
+    from common import list_models
+
+    rows = []
+    for card in list_models():
+        scale = list(card.axis_scale) or [card.scale] * card.dims
+        if card.domain in ("mri", "ct"):
+            factor = max(scale)
+            if sorted(scale) == [1, factor]:  # through-plane: the thick axis is z
+                rows.append((card.name, "bspline", "volume", [1, 1, factor]))
+            else:  # in-plane
+                rows.append((card.name, "bspline", "volume", [*scale, 1]))
+        else:
+            rows.append((card.name, "bicubic", "image", [card.scale]))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        spec, kind, scale = json.loads(args.child)
+        _measure(spec, kind, scale, args.threads, args.device, args.repeats)
+        return
+    print(
+        f"{args.device}, {args.threads} threads, median of {args.repeats}; peak RSS of a fresh "
+        f"process (Python + torch + model + data). 2D: {IMAGE_SIDE}x{IMAGE_SIDE} low-res input; "
+        f"volumes: {VOLUME_SIDE}^3 output.\n"
+    )
+    print(
+        "| model | domain input | scale | seconds | throughput | x baseline time | peak RSS (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    baselines: dict[tuple, dict] = {}
+    for name, baseline, kind, scale in cases():
+        key = (baseline, kind, tuple(scale))
+        if key not in baselines:
+            baselines[key] = _child(baseline, kind, scale, args)
+            _print_row(f"{baseline} (baseline)", kind, scale, baselines[key], None)
+        _print_row(name, kind, scale, _child(name, kind, scale, args), baselines[key])
+
+
+def _print_row(name: str, kind: str, scale: list[int], row: dict, base: dict | None) -> None:
+    seconds = row["seconds"]
+    if kind == "image":
+        throughput = f"{row['out'] / seconds / 1e6:.2f} Mpix/s"
+        what = f"2D {IMAGE_SIDE}^2"
+    else:
+        throughput = f"{1 / seconds:.3f} vol/s ({row['out'] / seconds / 1e6:.2f} Mvox/s)"
+        what = "volume " + "x".join(str(VOLUME_SIDE // s) for s in scale)
+    ratio = f"{seconds / base['seconds']:.1f}" if base else "1.0"
+    print(
+        f"| {name} | {what} | x{'x'.join(map(str, scale))} | {seconds:.2f} | {throughput} "
+        f"| {ratio} | {row['peak_mb']:.0f} |",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
