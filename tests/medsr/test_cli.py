@@ -174,7 +174,11 @@ def _truncated(tmp_path, nifti_files):
         ("iso", ["--axis", "w"], "iso.nii.gz: axis must be x, y, z"),
         ("iso", ["--target-spacing", "-1"], "iso.nii.gz: --target-spacing must be > 0 mm"),
         ("iso", ["--model", "nosuchmodel"], "iso.nii.gz: unknown model 'nosuchmodel'"),
-        ("iso", ["--tile", "2"], "iso.nii.gz: tile (2, 2, 2) is too small for halo"),
+        (
+            "iso",
+            ["--tile", "2", "--model", "bspline"],
+            "iso.nii.gz: tile (2, 2, 2) is too small for halo",
+        ),
         ("iso", ["--target-spacing", "5"], "iso.nii.gz: --target-spacing 5.0 mm is not finer"),
         ("same", [], "output is the input; refusing to overwrite it"),
         ("text", [], "notes.txt: not a NIfTI/MGZ file"),
@@ -297,7 +301,7 @@ def test_shipped_model_beats_bspline_end_to_end_on_a_real_brain(tmp_path):
 
 
 def test_nifti_to_dicom_folder_by_output_path(nifti_files, tmp_path):
-    result = run("enhance", nifti_files["ct"], "-o", tmp_path / "ct_dicom")
+    result = run("enhance", nifti_files["ct"], "-o", tmp_path / "ct_dicom", "--model", "bspline")
     assert result.exit_code == 0, result.output
     back = read_volume(tmp_path / "ct_dicom")
     assert back.modality == "ct" and back.shape == (32, 32, 16)

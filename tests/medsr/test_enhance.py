@@ -114,7 +114,7 @@ def _volume(shape=(16, 16, 8), spacing=(0.9, 0.9, 3.0)) -> Volume:
 def test_enhance_volume_geometry_units_and_mean():
     vol = _volume()
     plan = plan_enhance(vol.shape, vol.affine)
-    result = enhance_volume(vol, plan)
+    result = enhance_volume(vol, plan, model="bspline")
     out = result.volume
     assert out.shape == (16, 16, 24)
     np.testing.assert_allclose(out.affine, upsampled_affine(vol.affine, (1, 1, 3)), atol=1e-12)
@@ -139,13 +139,13 @@ def test_enhance_volume_geometry_units_and_mean():
 def test_enhance_target_spacing_non_integer_remainder():
     vol = _volume()
     plan = plan_enhance(vol.shape, vol.affine, target_spacing=1.2)
-    out = enhance_volume(vol, plan).volume
+    out = enhance_volume(vol, plan, model="bspline").volume
     assert out.shape == (16, 16, 20)
     np.testing.assert_allclose(out.spacing, [0.9, 0.9, 1.2], atol=1e-12)
     np.testing.assert_allclose(
         fov_corners(out.affine, out.shape), fov_corners(vol.affine, vol.shape), atol=1e-9
     )
-    assert enhance_volume(vol, plan).provenance["method"] == "3d+bspline-remainder"
+    assert enhance_volume(vol, plan, model="bspline").provenance["method"] == "3d+bspline-remainder"
 
 
 def test_nan_restored_without_spreading_and_ct_negative_values():
@@ -170,7 +170,7 @@ def test_nan_restored_without_spreading_and_ct_negative_values():
 
 def test_enhance_file_nifti_sidecar_and_refusals(nifti_files, tmp_path):
     out = tmp_path / "a_sr.nii.gz"
-    result = enhance_file(nifti_files["aniso"], out)
+    result = enhance_file(nifti_files["aniso"], out, model="bspline")
     image = nib.load(out)
     assert image.shape == (16, 16, 24) and image.get_data_dtype() == np.float32
     np.testing.assert_allclose(image.get_sform(), result.volume.affine, atol=1e-5)
