@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.medsr_holdout import crop_to_factor  # noqa: E402
 from medsr.enhance import enhance_volume, plan_enhance  # noqa: E402
 from medsr.evaluate import baseline_from_lr, evaluate_volumes  # noqa: E402
 from medsr.io import read_volume  # noqa: E402
@@ -70,10 +71,7 @@ def main() -> None:
         source = args.input or bundled_brain()
     hr = read_volume(source)
     scaled = [a for a in range(3) if a != args.axis] if args.in_plane else [args.axis]
-    index = [slice(None)] * 3
-    for a in scaled:
-        index[a] = slice(0, hr.shape[a] - hr.shape[a] % args.factor)
-    hr.data = np.ascontiguousarray(hr.data[tuple(index)])
+    hr = crop_to_factor(hr, scaled, args.factor)
     lr = simulate_volume(hr, axis=scaled, factor=args.factor, profile=args.profile)
     scale = tuple(args.factor if a in scaled else 1 for a in range(3))
     result = enhance_volume(lr, plan_enhance(lr.shape, lr.affine, scale=scale), model=args.model)

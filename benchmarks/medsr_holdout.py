@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cards import write_holdout  # noqa: E402
+from common.degradation import mod_crop  # noqa: E402
 from medsr.enhance import enhance_volume, plan_enhance  # noqa: E402
 from medsr.evaluate import evaluate_volumes  # noqa: E402
-from medsr.io import read_volume  # noqa: E402
+from medsr.io import Volume, read_volume  # noqa: E402
 from medsr.simulate import simulate_volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,23 +61,25 @@ HELD_OUT = {
 }
 
 
-def crop_to_factor(volume, axes, factor: int, z_range=None):
-    """Keeps ``z_range`` of the voxel z axis, then drops trailing slices so every scaled
-    axis is a multiple of ``factor`` (the first voxel's position is unchanged unless
-    ``z_range`` starts above 0, in which case the affine is shifted to match)."""
-    index = [slice(None)] * 3
+def crop_volume(volume: Volume, index) -> Volume:
+    """``volume`` cut to ``index`` (one unit-step slice per axis), its affine moved to the
+    new first voxel so every kept voxel stays where it was in world coordinates."""
+    start = [sl.indices(n)[0] for sl, n in zip(index, volume.shape)]
+    affine = volume.affine.copy()
+    affine[:3, 3] += volume.affine[:3, :3] @ start
+    data = np.ascontiguousarray(volume.data[tuple(index)])
+    return replace(volume, data=data, affine=affine)
+
+
+def crop_to_factor(volume: Volume, axes, factor: int, z_range=None) -> Volume:
+    """Keeps ``z_range`` of the voxel z axis (rounded as ``data.val_region`` is), then drops
+    trailing voxels so every scaled axis is a multiple of ``factor``."""
     if z_range is not None:
         n = volume.shape[2]
-        start, stop = int(round(z_range[0] * n)), int(round(z_range[1] * n))
-        index[2] = slice(start, stop)
-        volume.affine = volume.affine.copy()
-        volume.affine[:3, 3] += volume.affine[:3, 2] * start
-    sizes = [len(range(*index[a].indices(volume.shape[a]))) for a in range(3)]
-    for a in axes:
-        first = index[a].start or 0
-        index[a] = slice(first, first + sizes[a] - sizes[a] % factor)
-    volume.data = np.ascontiguousarray(volume.data[tuple(index)])
-    return volume
+        z = slice(int(round(z_range[0] * n)), int(round(z_range[1] * n)))
+        volume = crop_volume(volume, (slice(None), slice(None), z))
+    scale = [factor if a in axes else 1 for a in range(3)]
+    return replace(volume, data=np.ascontiguousarray(mod_crop(volume.data, scale, spatial_dims=3)))
 
 
 def run_case(

@@ -71,6 +71,7 @@ def crops_figure(rgb: np.ndarray, model_spec: str, out: Path, crop: int, title: 
     def y_psnr(x: np.ndarray) -> float:
         return psnr(shave(rgb_to_y(x), scale), shave(rgb_to_y(hr), scale), data_range=255.0)
 
+    scores = {"bicubic": y_psnr(bicubic), model.card.name: y_psnr(ours)}
     h, w = hr.shape[1:]
     top = int(h * 0.17) // scale * scale  # the astronaut's face
     left = int(w * 0.36) // scale * scale
@@ -78,8 +79,8 @@ def crops_figure(rgb: np.ndarray, model_spec: str, out: Path, crop: int, title: 
     nearest = np.kron(lr, np.ones((1, scale, scale), np.float32))
     panels = [
         (f"low-res input (x{scale} nearest)", nearest),
-        (f"bicubic\n{y_psnr(bicubic):.2f} dB (Y)", bicubic),
-        (f"{model.card.name}\n{y_psnr(ours):.2f} dB (Y)", ours),
+        (f"bicubic\n{scores['bicubic']:.2f} dB (Y)", bicubic),
+        (f"{model.card.name}\n{scores[model.card.name]:.2f} dB (Y)", ours),
         ("reference", hr),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.6))
@@ -94,7 +95,7 @@ def crops_figure(rgb: np.ndarray, model_spec: str, out: Path, crop: int, title: 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
-    return f"{out}: bicubic {y_psnr(bicubic):.2f} dB, {model.card.name} {y_psnr(ours):.2f} dB"
+    return f"{out}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items())
 
 
 def params_figure(out: Path) -> str:
