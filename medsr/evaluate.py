@@ -85,12 +85,12 @@ def _scores(
         if not m.any():
             continue
         p, r = np.take(pred, k, axis=axis), np.take(ref, k, axis=axis)
+        try:
+            slice_ssim = ssim(p, r, data_range=data_range, mask=m, channel_axis=None)
+        except ValueError:  # the slice's mask lies only in the SSIM border: undefined
+            slice_ssim = float("nan")
         per_slice.append(
-            {
-                "slice": k,
-                "psnr": psnr(p, r, data_range=data_range, mask=m),
-                "ssim": ssim(p, r, data_range=data_range, mask=m, channel_axis=None),
-            }
+            {"slice": k, "psnr": psnr(p, r, data_range=data_range, mask=m), "ssim": slice_ssim}
         )
     out["slices"] = per_slice
     return out

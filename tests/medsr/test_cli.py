@@ -110,6 +110,27 @@ def test_evaluate_exact_psnr_with_mask_and_range(tmp_path):
     assert "per-slice PSNR median 20.00 (min 20.00) over 4 slices" in text[1]
 
 
+def test_evaluate_slice_whose_mask_is_only_in_the_ssim_border(tmp_path):
+    """A slice whose mask lies only in its SSIM border gets SSIM null, not a crash."""
+    ref = np.zeros((8, 8, 8), np.float32)
+    ref[2:6, 2:6, 2:6] = 100
+    pred = ref + 10
+    mask = ref > 0
+    mask[0, 0, 7] = True  # slice z=7: one corner pixel, inside the 3-pixel border of a 7-tap window
+    affine = oblique_affine()
+    write_nifti(tmp_path / "ref.nii", ref, affine, dtype=np.float32)
+    write_nifti(tmp_path / "pred.nii", pred, affine, dtype=np.float32)
+    write_nifti(tmp_path / "mask.nii", mask.astype(np.uint8), affine, dtype=np.uint8)
+    result = run(
+        "evaluate", tmp_path / "pred.nii", tmp_path / "ref.nii", "--mask", tmp_path / "mask.nii",
+        "--data-range", "100", "--json",
+    )  # fmt: skip
+    slices = {row["slice"]: row for row in json.loads(result.output)["model"]["slices"]}
+    assert sorted(slices) == [2, 3, 4, 5, 7]
+    assert slices[7]["ssim"] is None and slices[7]["psnr"] == pytest.approx(20.0, abs=1e-9)
+    assert all(slices[k]["ssim"] is not None for k in (2, 3, 4, 5))
+
+
 def test_info_reports_plan(nifti_files, mr_series):
     result = run("info", nifti_files["aniso"], "--json")
     info = json.loads(result.output)
