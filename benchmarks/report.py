@@ -66,14 +66,17 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         ],
     ),
     "ct_holdout": (
-        "CT x2 through-plane and in-plane x2, in HU (held-out data)",
+        "CT through-plane x2 / x3 / x4 and in-plane x2, in HU (held-out data)",
         "The same protocol on CT in HU (data range = the reference's foreground HU range): "
-        "the shipped `ct_smore_x2` and `ct_inplane_x2` trained on the first 70 % of the z "
-        "slices of the TotalSegmentator chest CT; its last 30 % is their validation region "
-        "(model selection) and the TotalSegmentator example DICOM CT series (0.98 mm, 2 mm "
-        "slices) is fully held out.",
+        "the shipped `ct_smore_x2/x3/x4` and `ct_inplane_x2` trained on the first 70 % of the "
+        "z slices of the TotalSegmentator chest CT; its last 30 % is their validation region "
+        "(model selection) and the TotalSegmentator example DICOM CT series (0.98 mm pixels, "
+        "2 mm slices) is fully held out. At x3 and x4 the thick slices are simulated along "
+        "voxel axis 0 (x), because the DICOM series has only 20 slices along z.",
         [
             f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2",
+            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 3 --axis 0",
+            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 4 --axis 0",
             f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2 --in-plane",
         ],
     ),

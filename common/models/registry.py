@@ -32,6 +32,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED: dict[str, str] = {
     "ct_inplane_x2": "ct_inplane_x2.safetensors",
     "ct_smore_x2": "ct_smore_x2.safetensors",
+    "ct_smore_x3": "ct_smore_x3.safetensors",
+    "ct_smore_x4": "ct_smore_x4.safetensors",
     "mri_inplane_x2": "mri_inplane_x2.safetensors",
     "mri_smore_x2": "mri_smore_x2.safetensors",
     "mri_smore_x3": "mri_smore_x3.safetensors",

@@ -76,7 +76,9 @@ def test_default_model_falls_back_and_picks_shipped(monkeypatch):
     assert default_model("ct", (1, 2, 2)).spec == "ct_inplane_x2"
     choice = default_model("mri", (1, 1, 5))
     assert choice.spec == "bspline" and "no shipped mri model for x1x1x5" in choice.reason
-    assert default_model("ct", (1, 1, 4)).spec == "bspline"
+    assert default_model("ct", (1, 1, 3)).spec == "ct_smore_x3"
+    assert default_model("ct", (4, 1, 1)).spec == "ct_smore_x4"
+    assert default_model("ct", (1, 1, 5)).spec == "bspline"
     assert default_model("mri", (3, 3, 1)).spec == "bspline"
     card = make_baseline("lanczos", dims=3, scale=2).card.replace(
         name="mri_x4_z", domain="mri", axis_scale=(1, 1, 4), dims=3
@@ -152,12 +154,16 @@ def test_nan_restored_without_spreading_and_ct_negative_values():
     vol = _volume()
     vol.data = vol.data - 1024.0  # HU-like, negative background
     plan = plan_enhance(vol.shape, vol.affine)
-    clean = enhance_volume(vol, plan, modality="ct").volume
+    clean = enhance_volume(vol, plan, modality="ct", model="bspline").volume
     assert clean.data.min() < -1024  # below the window: passed through, not clipped
     vol.data[2:4, 5:7, 3] = np.nan
-    out = enhance_volume(vol, plan, modality="ct").volume
-    expected = np.zeros(out.shape, bool)
+    expected = np.zeros(clean.shape, bool)
     expected[2:4, 5:7, 9:12] = True  # slice 3 -> slices 9, 10, 11 (x3)
+    # the default (shipped ct_smore_x3, SMORE on 2D planes) keeps exactly the same holes
+    default = enhance_volume(vol, plan, modality="ct")
+    assert default.provenance["model"]["name"] == "ct_smore_x3"
+    np.testing.assert_array_equal(np.isnan(default.volume.data), expected)
+    out = enhance_volume(vol, plan, modality="ct", model="bspline").volume
     np.testing.assert_array_equal(np.isnan(out.data), expected)
     # only z is resampled: columns without NaN are exactly the NaN-free result
     other = np.ones(out.shape, bool)

@@ -167,6 +167,8 @@ HELD_OUT_CASES = [
     ("mri_inplane_x2", "chris_t1", (0, 1), 2, "gaussian", 1.0),
     ("mri_inplane_x2", "studyforrest", (0, 1), 2, "box", 0.4),
     ("ct_smore_x2", "ct_dicom", (2,), 2, "gaussian", 0.5),
+    ("ct_smore_x3", "ct_dicom", (0,), 3, "box", 0.5),  # thick along x: z has only 20 slices
+    ("ct_smore_x4", "ct_dicom", (0,), 4, "gaussian", 1.0),
     ("ct_inplane_x2", "ct_dicom", (0, 1), 2, "gaussian", 0.5),
 ]
 
