@@ -133,11 +133,22 @@ def enhance(input_path: str, output: str | None, progress: bool | None, **option
 @click.option(
     "--axis",
     default="z",
+    show_default=True,
     help="Axis to thicken: x, y or z; or several, e.g. x,y (lower in-plane resolution).",
 )
-@click.option("--factor", type=int, default=4, help="HR slices per LR slice (integer >= 2).")
-@click.option("--profile", type=click.Choice(["gaussian", "box"]), default="gaussian")
-@click.option("--gap", "gap_mm", type=float, default=0.0, help="Gap between slices in mm.")
+@click.option(
+    "--factor", type=int, default=4, show_default=True, help="HR slices per LR slice (>= 2)."
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["gaussian", "box"]),
+    default="gaussian",
+    show_default=True,
+    help="Slice profile: Gaussian with FWHM = one thick slice, or box (mean of the slices).",
+)
+@click.option(
+    "--gap", "gap_mm", type=float, default=0.0, show_default=True, help="Gap between slices in mm."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 def simulate(
     hr: str, output: str, axis: str, factor: int, profile: str, gap_mm: float, overwrite: bool
