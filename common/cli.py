@@ -73,7 +73,7 @@ def format_models(domains: Sequence[str]) -> str:
             "channels",
             "params",
             "receptive field",
-            "held-out gain",
+            "validation gain",
         )
     ]
     for card in list_models():
@@ -98,8 +98,12 @@ def format_models(domains: Sequence[str]) -> str:
         card = make_baseline(kind).card
         rows.append((kind, "any", "any", "2/3", "any", "0", str(card.receptive_field), "baseline"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
+    table = "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+    )
+    return (
+        f"{table}\nvalidation gain: on the model-selection data; gains on data never used "
+        "(held out) are in each card's metrics.holdout / metrics.benchmark and docs/benchmarks.md"
     )
 
 

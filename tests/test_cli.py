@@ -38,6 +38,13 @@ def test_models_lists_baselines_and_domain_models(name):
     domains = ("mri", "ct") if name == "medsr" else ("rs", "natural")
     assert {c.name for c in list_models() if c.domain in domains} <= listed
     assert not {c.name for c in list_models() if c.domain not in domains} & listed
+    assert lines[0].endswith("validation gain")  # model selection, not held out
+    rows = {line.split()[0]: line for line in lines[1:]}
+    for card in list_models():
+        if card.domain in domains:
+            assert rows[card.name].endswith(
+                f"{card.metrics['gain_db']:+.2f} dB vs {card.metrics['baseline']}"
+            )
 
 
 @pytest.mark.parametrize("name", CLIS)
