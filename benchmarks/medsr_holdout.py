@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cards import write_holdout  # noqa: E402
 from common.degradation import mod_crop  # noqa: E402
+from common.training.data import region_slices  # noqa: E402
 from medsr.enhance import enhance_volume, plan_enhance  # noqa: E402
 from medsr.evaluate import evaluate_volumes  # noqa: E402
 from medsr.io import Volume, read_volume  # noqa: E402
@@ -75,9 +76,7 @@ def crop_to_factor(volume: Volume, axes, factor: int, z_range=None) -> Volume:
     """Keeps ``z_range`` of the voxel z axis (rounded as ``data.val_region`` is), then drops
     trailing voxels so every scaled axis is a multiple of ``factor``."""
     if z_range is not None:
-        n = volume.shape[2]
-        z = slice(int(round(z_range[0] * n)), int(round(z_range[1] * n)))
-        volume = crop_volume(volume, (slice(None), slice(None), z))
+        volume = crop_volume(volume, region_slices([[0, 1], [0, 1], z_range], volume.shape))
     scale = [factor if a in axes else 1 for a in range(3)]
     return replace(volume, data=np.ascontiguousarray(mod_crop(volume.data, scale, spatial_dims=3)))
 

@@ -77,12 +77,17 @@ def expand_paths(
     return files
 
 
+def region_slices(region: Sequence[Sequence[float]], shape: Sequence[int]) -> list[slice]:
+    """One slice per axis of ``shape``: ``region``'s ``[start, stop]`` fractions rounded to
+    whole pixels for the leading axes; axes past ``region`` are kept whole."""
+    index = [slice(int(round(a * n)), int(round(b * n))) for (a, b), n in zip(region, shape)]
+    return index + [slice(None)] * (len(shape) - len(index))
+
+
 def crop_region(array: np.ndarray, region: Sequence[Sequence[float]]) -> np.ndarray:
     """``array (C, *spatial)`` cropped to ``region``: ``[start, stop]`` fractions per leading
     spatial axis (rounded to whole pixels; later axes are kept whole)."""
-    index: list[slice] = [slice(None)]
-    for (start, stop), size in zip(region, array.shape[1:]):
-        index.append(slice(int(round(start * size)), int(round(stop * size))))
+    index = [slice(None), *region_slices(region, array.shape[1:])]
     return np.ascontiguousarray(array[tuple(index)])
 
 
