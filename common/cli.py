@@ -1,7 +1,8 @@
 """Command-line pieces shared by ``medsr`` and ``geosr``: error reporting and ``models``.
 
-Every failure the user can cause ends as one line ``error: ...`` on stderr and exit code 2;
-``--verbose`` adds the traceback.
+Every failure the user can cause (an :class:`~common.errors.SRKitError`) ends as one line
+``error: ...`` on stderr and exit code 2; ``--verbose`` adds the traceback. Any other
+exception is a bug: its traceback and exit code 1.
 """
 
 from __future__ import annotations
@@ -13,13 +14,23 @@ from collections.abc import Sequence
 import click
 
 from ._version import __version__
+from .errors import SRKitError, first_line
+from .io import TerminatedBySignal
 from .models import BASELINES, list_models, make_baseline
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
 
 
 class SRGroup(click.Group):
-    """A click group that turns exceptions into ``error: ...`` lines (traceback with --verbose)."""
+    """A click group that reports user errors in one line and bugs with their traceback.
+
+    - :class:`~common.errors.SRKitError`, click usage errors and ``OSError`` (a file that
+      cannot be opened or written): ``error: <first line>`` on stderr, exit 2; ``--verbose``
+      adds the traceback.
+    - ``KeyboardInterrupt``: exit 130; SIGTERM/SIGHUP during a write: exit 128 + signal.
+    - anything else is a bug: the traceback, a line asking for a report, exit 1.
+    """
 
     def main(self, args: Sequence[str] | None = None, **kwargs):  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
@@ -37,12 +48,22 @@ class SRGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
-        except Exception as exc:  # anything else is reported, not dumped
+        except TerminatedBySignal as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(128 + exc.signum)
+        except (SRKitError, OSError) as exc:
             if verbose:
                 traceback.print_exc()
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            click.echo(f"error: {message}", err=True)
+            click.echo(f"error: {first_line(exc)}", err=True)
             sys.exit(EXIT_USAGE)
+        except Exception:  # a bug: show it whole
+            traceback.print_exc()
+            click.echo(
+                f"error: internal error in {self.name} {__version__} (a bug; please report"
+                " it with the traceback above)",
+                err=True,
+            )
+            sys.exit(EXIT_BUG)
 
 
 def make_group(name: str, help_text: str) -> click.Group:

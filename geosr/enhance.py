@@ -39,6 +39,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from common import upscale
+from common.errors import OutputError
 
 from .georef import check_georeference, output_shape, output_transform
 from .masks import fill_invalid, upsample_nearest
@@ -58,10 +59,6 @@ from .raster import (
 )
 
 DEFAULT_WINDOW = 1024  # output pixels per window side (rounded to whole blocks)
-
-
-class OutputError(ValueError):
-    """An output path that cannot or must not be written."""
 
 
 @dataclass

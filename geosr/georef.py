@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 from affine import Affine
 
+from common.errors import SRKitError
 
-class GeoreferenceError(ValueError):
+
+class GeoreferenceError(SRKitError):
     """A raster whose georeferencing the contract cannot keep; the message says why."""
 
 

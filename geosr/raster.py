@@ -13,6 +13,7 @@ import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 
 from common import __version__
+from common.errors import SRKitError
 
 # GDAL block cache capped at 64 MB (rasterio takes bytes: a bare 64 would mean 64 bytes
 # and make windowed reads ~100x slower); masks are written inside the TIFF.
@@ -20,7 +21,7 @@ COMPRESSION = "DEFLATE"
 GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_TIFF_INTERNAL_MASK": True}
 
 
-class RasterInputError(ValueError):
+class RasterInputError(SRKitError):
     """An input that cannot be read; the message names the file and the problem."""
 
 

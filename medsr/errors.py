@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from common.errors import SRKitError
 
-class MedsrError(ValueError):
+
+class MedsrError(SRKitError):
     """A user-facing problem; the message starts with the file it concerns."""
 
 

@@ -80,6 +80,14 @@ class Volume:
         """The voxel grid shape ``(X, Y, Z)``."""
         return tuple(self.data.shape)
 
+    @property
+    def source_files(self) -> tuple[Path, ...]:
+        """Every file the volume was read from (the DICOM slice files, or the one NIfTI)."""
+        files = self.header.get("files")
+        if files:
+            return tuple(Path(f) for f in files)
+        return (self.source,) if self.source is not None else ()
+
 
 def is_nifti_path(path: str | os.PathLike) -> bool:
     """True when the name ends in .nii, .nii.gz, .mgz or .mgh."""

@@ -26,6 +26,7 @@ import torch
 from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 
+from ..errors import SRKitError
 from ..models.architectures import SRModule
 from ..models.layers import expand_per_axis
 from ..models.registry import load_model
@@ -38,7 +39,7 @@ DEFAULT_BATCH = 4
 CPU_CHANNELS_LAST = os.environ.get("SRKIT_CHANNELS_LAST", "0") == "1"
 
 
-class TilingError(ValueError):
+class TilingError(SRKitError):
     """Tile, halo or scale settings that cannot work; the message says which and why."""
 
 

@@ -14,6 +14,7 @@ from .registry import (
     load_model,
     make_baseline,
 )
+from .select import ModelChoice, select_model
 from .weights import WeightsError, read_weights, save_model
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "SRCNN",
     "Interpolator",
     "ModelCard",
+    "ModelChoice",
     "ModelNotFoundError",
     "SRModule",
     "WeightsError",
@@ -35,4 +37,5 @@ __all__ = [
     "make_baseline",
     "read_weights",
     "save_model",
+    "select_model",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._version import __version__
 from .architectures import EDSR, ESPCN, SRCNN, Interpolator, SRModule
+from ..errors import SRKitError
 from .card import ModelCard
 from .layers import interpolation_radius
 from .weights import WEIGHT_SUFFIXES, WeightsError, read_weights
@@ -46,7 +47,7 @@ SHIPPED: dict[str, str] = {
 }
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(SRKitError, LookupError):
     """An unknown model spec; the message lists what is available."""
 
 
@@ -100,12 +101,17 @@ def available_shipped() -> list[str]:
     return [name for name in SHIPPED if _shipped_path(name).is_file()]
 
 
-def list_models() -> list[ModelCard]:
-    """Cards of the shipped models, read from their JSON cards (no weights are loaded)."""
+def list_models(domain: str | None = None) -> list[ModelCard]:
+    """Cards of the shipped models (of ``domain`` if given), read from their JSON cards.
+
+    No weights are loaded.
+    """
     cards = []
     for name in available_shipped():
         card_file = _shipped_path(name).with_suffix(".json")
-        cards.append(ModelCard.from_dict(json.loads(card_file.read_text())))
+        card = ModelCard.from_dict(json.loads(card_file.read_text()))
+        if domain is None or card.domain == domain:
+            cards.append(card)
     return cards
 
 

@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..errors import SRKitError
 from .architectures import SRModule
 from .card import ModelCard
 
@@ -27,7 +28,7 @@ FORMAT_VERSION = "1"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 
 
-class WeightsError(ValueError):
+class WeightsError(SRKitError):
     """A weights file that cannot be used; the message names the file and the problem."""
 
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import yaml
 
+from ..errors import SRKitError
 from ..models.card import DOMAINS
 
 
-class ConfigError(ValueError):
+class ConfigError(SRKitError):
     """An invalid configuration; the message names the file, the key and the problem."""
 
 
