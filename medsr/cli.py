@@ -99,7 +99,7 @@ def _parse_options(target: str, options: dict) -> dict:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input).")
 def enhance(input_path: str, output: str | None, progress: bool | None, **options) -> None:
     """Super-resolve a NIfTI/MGZ file, a DICOM series folder, or a batch (folder or glob)."""
-    from .enhance import enhance_batch, enhance_file, is_batch
+    from .files import enhance_batch, enhance_file, is_batch
 
     options = _parse_options(input_path, options)
     if progress is None:

@@ -10,15 +10,10 @@ with its new affine (:func:`medsr.geometry.upsampled_affine`) and a JSON provena
 
 from __future__ import annotations
 
-import glob
-import json
 import math
-import os
-import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +22,9 @@ from common import __version__, list_models, load_model, upscale
 from common.inference import upscale_planes
 
 from . import geometry
-from .errors import MedsrError, input_error
+from .errors import MedsrError
 from .intensity import detect_modality, normalization_for
-from .io import Volume, is_nifti_path, read_volume, sha256_of, write_volume
+from .io import Volume
 
 FALLBACK_MODEL = "bspline"
 # Methods medsr runs itself (not common models): name -> one-line description.
@@ -67,23 +62,23 @@ def parse_scale(text: str | float | Sequence[float]) -> tuple[int, ...]:
         [p.strip() for p in str(text).split(",")] if isinstance(text, str) else list(np.ravel(text))
     )
     if len(parts) not in (1, 3):
-        raise ValueError(f"--scale needs 1 or 3 comma-separated factors, got {text!r}")
+        raise MedsrError(f"--scale needs 1 or 3 comma-separated factors, got {text!r}")
     factors = []
     for part in parts:
         try:
             value = float(part)
         except (TypeError, ValueError):
-            raise ValueError(f"--scale: {part!r} is not a number") from None
+            raise MedsrError(f"--scale: {part!r} is not a number") from None
         if not math.isfinite(value) or value < 1 or value != int(value):
-            raise ValueError(
+            raise MedsrError(
                 f"--scale: factors must be integers >= 1, got {part!r}"
                 " (use --target-spacing for non-integer factors)"
             )
         factors.append(int(value))
     if len(factors) == 3 and max(factors) == 1:
-        raise ValueError("--scale 1,1,1 does nothing; give a factor >= 2 on some axis")
+        raise MedsrError("--scale 1,1,1 does nothing; give a factor >= 2 on some axis")
     if len(factors) == 1 and factors[0] == 1:
-        raise ValueError("--scale 1 does nothing; give a factor >= 2")
+        raise MedsrError("--scale 1 does nothing; give a factor >= 2")
     return tuple(factors)
 
 
@@ -115,9 +110,9 @@ def plan_enhance(
     names = geometry.AXIS_NAMES
     if target_spacing is not None:
         if not (math.isfinite(target_spacing) and target_spacing > 0):
-            raise ValueError(f"--target-spacing must be > 0 mm, got {target_spacing}")
+            raise MedsrError(f"--target-spacing must be > 0 mm, got {target_spacing}")
         if scale is not None:
-            raise ValueError("give either --scale or --target-spacing, not both")
+            raise MedsrError("give either --scale or --target-spacing, not both")
         axes = [axis] if axis is not None else [a for a in range(3)]
         factors, out = [1, 1, 1], list(shape)
         for a in axes:
@@ -127,9 +122,9 @@ def plan_enhance(
             factors[a] = max(1, round(ratio))
             out[a] = max(1, round(shape[a] * ratio))
         if tuple(out) == shape:
-            raise ValueError(
+            raise MedsrError(
                 f"--target-spacing {target_spacing} mm is not finer than the voxel size"
-                f" {_fmt(sizes)} mm on any axis; nothing to do"
+                f" {fmt_scale(sizes)} mm on any axis; nothing to do"
             )
         reason = f"target spacing {target_spacing} mm: " + ", ".join(
             f"{names[a]} {sizes[a]:.4g}->{sizes[a] * shape[a] / out[a]:.4g} mm"
@@ -149,24 +144,24 @@ def plan_enhance(
         fine = min(sizes[a] for a in range(3) if a != thick)
         factor = round(sizes[thick] / fine)
         if factor < 2:
-            raise ValueError(
+            raise MedsrError(
                 f"axis {names[thick]} ({sizes[thick]:.4g} mm) is not thicker than the others"
-                f" ({_fmt(sizes)} mm); give --scale"
+                f" ({fmt_scale(sizes)} mm); give --scale"
             )
         factors = tuple(factor if a == thick else 1 for a in range(3))
         how = "given" if axis is not None else "detected"
         reason = (
-            f"anisotropic {_fmt(sizes)} mm: thick axis {names[thick]} ({how})"
+            f"anisotropic {fmt_scale(sizes)} mm: thick axis {names[thick]} ({how})"
             f" x{factor} to {sizes[thick] / factor:.4g} mm"
         )
     else:
         factors = tuple(1 if a == slice_axis else 2 for a in range(3))
-        reason = f"isotropic {_fmt(sizes)} mm: in-plane x2 (slice axis {names[slice_axis]})"
+        reason = f"isotropic {fmt_scale(sizes)} mm: in-plane x2 (slice axis {names[slice_axis]})"
     out = tuple(n * f for n, f in zip(shape, factors))
     return Plan(tuple(int(f) for f in factors), out, thick, reason)
 
 
-def _fmt(values: Sequence[float]) -> str:
+def fmt_scale(values: Sequence[float]) -> str:
     return "x".join(f"{v:.4g}" for v in values)
 
 
@@ -195,7 +190,7 @@ def default_model(modality: str, axis_scale: Sequence[int]) -> ModelChoice:
             continue
         card_scale = tuple(card.axis_scale) or (card.scale,) * card.dims
         if card.dims == 3 and card_scale == wanted:
-            return ModelChoice(card.name, f"shipped {modality} 3D model for x{_fmt(wanted)}")
+            return ModelChoice(card.name, f"shipped {modality} 3D model for x{fmt_scale(wanted)}")
         if card.dims == 2 and len(scaled) == 1 and sorted(card_scale) == [1, scaled[0]]:
             return ModelChoice(card.name, f"shipped {modality} 2D through-plane model (SMORE)")
         if card.dims == 2 and len(scaled) == 2 and card_scale == tuple(scaled):
@@ -221,7 +216,7 @@ def _upscale_planes(
     moved = np.ascontiguousarray(np.moveaxis(x, [along, *axes], [0, 1, 2]))
     scale = (plane_scale[axes[0]], plane_scale[axes[1]])
     if tuple(model.scale) != scale:
-        raise ValueError(
+        raise MedsrError(
             f"the 2D model's scale {tuple(model.scale)} is not the plane scale {scale}"
         )
     out = upscale_planes(model, moved[None], **kw)[0]
@@ -307,7 +302,7 @@ def super_resolve(
         along = next(a for a in range(3) if scale[a] == 1)
         out = _upscale_planes(model, normalized, along, {a: scale[a] for a in range(3)}, None, **kw)
         return out.astype(np.float32), "2d-inplane"
-    raise ValueError(f"a 2D model cannot apply scale {scale}; use a 3D model or a baseline")
+    raise MedsrError(f"a 2D model cannot apply scale {scale}; use a 3D model or a baseline")
 
 
 def _resample(x: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
@@ -370,7 +365,7 @@ def enhance_volume(
     """
     start = time.perf_counter()
     if modality not in ("auto", "mri", "ct"):
-        raise ValueError(f"--modality must be auto, mri or ct, got {modality!r}")
+        raise MedsrError(f"--modality must be auto, mri or ct, got {modality!r}")
     kind = detect_modality(volume.data, volume.modality) if modality == "auto" else modality
     choice = (
         default_model(kind, plan.axis_scale)
@@ -442,201 +437,3 @@ def enhance_volume(
         "seconds": round(time.perf_counter() - start, 3),
     }
     return EnhanceResult(result, provenance)
-
-
-# --------------------------------------------------------------------------- files
-
-
-def default_output(path: Path) -> Path:
-    """``scan.nii.gz -> scan_sr.nii.gz``; a DICOM folder (or file) ``d -> d_sr/``."""
-    if is_nifti_path(path):
-        name = path.name
-        for suffix in (".nii.gz", ".nii", ".mgz", ".mgh"):
-            if name.lower().endswith(suffix):
-                stem = name[: -len(suffix)]
-                return path.with_name(
-                    f"{stem}_sr{'.nii.gz' if suffix in ('.mgz', '.mgh') else suffix}"
-                )
-    folder = path if path.is_dir() else path.parent
-    return folder.with_name(folder.name + "_sr")
-
-
-def sidecar_path(output: Path) -> Path:
-    """The provenance JSON beside an output: ``x.nii.gz -> x.json``, ``folder -> folder.json``."""
-    name = output.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return output.with_name(name[: -len(suffix)] + ".json")
-    return output.with_name(name + ".json")
-
-
-def check_output(
-    input_path: Path, output: Path, overwrite: bool = False, *, dicom: bool = False
-) -> None:
-    """Refuses an output that is the input or lies in a DICOM input's folder, an existing
-    output without ``overwrite``, and an output whose parent folder is missing.
-
-    ``dicom``: the input is a DICOM series (a folder, or one file standing for its folder).
-    """
-    src, dst = input_path.resolve(), output.resolve()
-    if dst == src:
-        raise input_error(output, "output is the input; refusing to overwrite it")
-    series_folder = src if src.is_dir() else src.parent if dicom else None
-    if series_folder is not None and (dst == series_folder or series_folder in dst.parents):
-        raise input_error(output, "output is in the input DICOM folder; choose another path")
-    if output.exists() and not overwrite:
-        raise input_error(output, "output already exists; pass --overwrite or choose another path")
-    if not output.parent.is_dir():
-        raise input_error(output, "the output's folder does not exist")
-
-
-def _write_output(
-    result: Volume, output: Path, template: Volume, keep_dtype: bool, derivation: str
-) -> None:
-    """Writes a new output, or replaces an existing one only once the new one is complete."""
-    if is_nifti_path(output) or not output.exists():
-        write_volume(
-            result, output, template=template, keep_dtype=keep_dtype, derivation=derivation
-        )
-        return
-    staging = output.with_name(f".{output.name}.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    write_volume(result, staging, template=template, derivation=derivation)
-    old = output.with_name(f".{output.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(output, old)
-    os.replace(staging, output)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def enhance_file(
-    input_path: str | os.PathLike,
-    output: str | os.PathLike | None = None,
-    *,
-    scale: Sequence[int] | None = None,
-    axis: int | None = None,
-    target_spacing: float | None = None,
-    model: str | None = None,
-    modality: str = "auto",
-    dtype: str = "float32",
-    trust: str | None = None,
-    series: str | None = None,
-    device: str | None = None,
-    tile: int | None = None,
-    batch_size: int | None = None,
-    progress: bool = False,
-    overwrite: bool = False,
-) -> EnhanceResult:
-    """Reads, enhances and writes one scan; returns the result with ``output``/``sidecar``.
-
-    The output format follows the output path (``.nii``/``.nii.gz``: NIfTI; anything
-    else: a derived DICOM series folder, which needs a DICOM input). Default output:
-    :func:`default_output`. ``dtype``: ``"float32"`` or ``"keep"`` (the input's stored
-    type, rounded and clipped; DICOM output always keeps the source bit depth). Nothing
-    is left behind on error: the output is written to a temporary path and renamed.
-    """
-    input_path = Path(input_path)
-    if dtype not in ("float32", "keep"):
-        raise ValueError(f"--dtype must be float32 or keep, got {dtype!r}")
-    volume = read_volume(input_path, trust=trust, series=series)
-    out = Path(output) if output is not None else default_output(input_path)
-    if output is not None and out.is_dir() and volume.format == "nifti":
-        out = out / default_output(input_path).name  # an existing folder: write into it
-    check_output(input_path, out, overwrite, dicom=volume.format == "dicom")
-    try:
-        plan = plan_enhance(
-            volume.shape, volume.affine, scale=scale, axis=axis, target_spacing=target_spacing
-        )
-    except ValueError as exc:
-        raise input_error(input_path, str(exc)) from None
-    try:
-        result = enhance_volume(
-            volume,
-            plan,
-            model=model,
-            modality=modality,
-            device=device,
-            tile=tile,
-            batch_size=batch_size,
-            progress=progress,
-        )
-    except MedsrError:
-        raise
-    except Exception as exc:  # bad --model/--tile/--device...: name the file
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise input_error(input_path, message) from exc
-    prov = result.provenance
-    prov["input_sha256"] = sha256_of(input_path, volume.header.get("files"))
-    if volume.format == "dicom":
-        prov["input_files"] = len(volume.header["files"])
-    prov["output"] = str(out)
-    derivation = f"medsr {__version__} {prov['model']['name']} x{_fmt(prov['total_scale'])} ({prov['method']})"
-    _write_output(result.volume, out, volume, dtype == "keep", derivation)
-    side = sidecar_path(out)
-    from common.models.weights import atomic_write_bytes
-
-    atomic_write_bytes(side, (json.dumps(prov, indent=2) + "\n").encode())
-    prov["sidecar"] = str(side)
-    return result
-
-
-def expand_inputs(spec: str) -> list[Path]:
-    """A batch: the NIfTI/MGZ files of a folder, or the matches of a glob pattern."""
-    path = Path(spec)
-    if any(ch in spec for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(spec))
-        if not files:
-            raise MedsrError(f"{spec}: no files match")
-        return files
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and is_nifti_path(p))
-    return [path]
-
-
-def is_batch(spec: str) -> bool:
-    """True for a glob pattern or a folder that holds NIfTI/MGZ files."""
-    if any(ch in spec for ch in "*?["):
-        return True
-    path = Path(spec)
-    return path.is_dir() and any(p.is_file() and is_nifti_path(p) for p in path.iterdir())
-
-
-def enhance_batch(
-    spec: str,
-    out_dir: str | os.PathLike | None,
-    report: Callable[[Path, str | None], None] | None = None,
-    **options: Any,
-) -> list[tuple[Path, str | None]]:
-    """Enhances every file of a batch into ``out_dir`` (same file names).
-
-    Each file's error is caught and reported as ``(path, "message")``; the others go on.
-    ``out_dir`` defaults to ``<folder>_sr`` for a folder (required for a glob).
-    """
-    files = expand_inputs(spec)
-    if out_dir is None:
-        if not Path(spec).is_dir():
-            raise MedsrError(f"{spec}: a glob batch needs an output folder (-o DIR)")
-        out_dir = Path(spec).with_name(Path(spec).name + "_sr")
-    out_dir = Path(out_dir)
-    if is_nifti_path(out_dir):
-        raise MedsrError(f"{out_dir}: a batch needs an output folder, not a file name")
-    if Path(spec).is_dir() and out_dir.resolve() == Path(spec).resolve():
-        raise MedsrError(f"{out_dir}: output folder is the input folder; choose another")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[tuple[Path, str | None]] = []
-    for file in files:
-        target = out_dir / (
-            file.name
-            if not file.name.lower().endswith((".mgz", ".mgh"))
-            else file.name[:-4] + ".nii.gz"
-        )
-        try:
-            enhance_file(file, target, **options)
-            error = None
-        except Exception as exc:  # one bad file does not stop the batch
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            error = message if message.startswith(str(file)) else f"{file}: {message}"
-        results.append((file, error))
-        if report:
-            report(file, error)
-    return results

@@ -20,7 +20,7 @@ import numpy as np
 from common import upscale
 from common.metrics import psnr, ssim
 
-from .errors import input_error
+from .errors import MedsrError, input_error
 from .geometry import fov_corners, upsampled_affine
 from .io import Volume, read_volume
 
@@ -60,12 +60,12 @@ def baseline_from_lr(lr: Volume, ref: Volume) -> np.ndarray:
     """
     factors = [r / n for r, n in zip(ref.shape, lr.shape)]
     if any(f != int(f) or f < 1 for f in factors):
-        raise ValueError(f"reference shape {ref.shape} is not an integer multiple of {lr.shape}")
+        raise MedsrError(f"reference shape {ref.shape} is not an integer multiple of {lr.shape}")
     factors = [int(f) for f in factors]
     expected = upsampled_affine(lr.affine, factors)
     gap = float(np.abs(fov_corners(expected, ref.shape) - fov_corners(ref.affine, ref.shape)).max())
     if gap > GRID_TOLERANCE_MM:
-        raise ValueError(
+        raise MedsrError(
             f"the low-res grid upsampled by {factors} misses the reference by {gap:.3g} mm"
         )
     data = np.nan_to_num(lr.data)
@@ -116,7 +116,7 @@ def evaluate_volumes(
         mask = np.asarray(mask)[: ref.shape[0], : ref.shape[1], : ref.shape[2]]
     gap = _same_grid(pred, ref)
     if gap > GRID_TOLERANCE_MM:
-        raise ValueError(
+        raise MedsrError(
             f"prediction grid {pred.shape} does not match the reference {ref.shape}"
             + (f" (off by {gap:.3g} mm)" if math.isfinite(gap) else "")
         )
@@ -125,7 +125,7 @@ def evaluate_volumes(
         mask = otsu_mask(ref_data)
     mask = mask & np.isfinite(ref_data) & np.isfinite(pred.data)
     if not mask.any():
-        raise ValueError("the foreground mask is empty")
+        raise MedsrError("the foreground mask is empty")
     if data_range is None:
         data_range = float(ref_data[mask].max() - ref_data[mask].min())
     if axis is None:

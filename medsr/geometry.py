@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .errors import MedsrError
+
 ANISOTROPY_RATIO = 1.5  # thickest / finest spacing at or above which a volume is anisotropic
 AXIS_NAMES = ("x", "y", "z")
 
@@ -30,9 +32,9 @@ def _per_axis(scale: float | Sequence[float]) -> np.ndarray:
     values = np.ravel(np.asarray(scale, dtype=np.float64))
     values = np.repeat(values, 3) if values.size == 1 else values
     if values.size != 3:
-        raise ValueError(f"need 1 or 3 per-axis factors, got {scale!r}")
+        raise MedsrError(f"need 1 or 3 per-axis factors, got {scale!r}")
     if not np.all(values > 0):
-        raise ValueError(f"factors must be > 0, got {scale!r}")
+        raise MedsrError(f"factors must be > 0, got {scale!r}")
     return values
 
 
@@ -82,5 +84,5 @@ def parse_axis(text: str | int) -> int:
     names = {"x": 0, "y": 1, "z": 2, "i": 0, "j": 1, "k": 2, "0": 0, "1": 1, "2": 2}
     key = str(text).strip().lower()
     if key not in names:
-        raise ValueError(f"axis must be x, y, z (or 0, 1, 2), got {text!r}")
+        raise MedsrError(f"axis must be x, y, z (or 0, 1, 2), got {text!r}")
     return names[key]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import MedsrError
+
 CT_WINDOW = (-1024.0, 3071.0)
 MRI_PERCENTILES = (0.5, 99.5)
 MODALITIES = ("mri", "ct")
@@ -92,4 +94,4 @@ def normalization_for(values: np.ndarray, modality: str) -> Normalization:
         return ct_normalization()
     if modality == "mri":
         return mri_normalization(values)
-    raise ValueError(f"modality must be 'mri' or 'ct', got {modality!r}")
+    raise MedsrError(f"modality must be 'mri' or 'ct', got {modality!r}")

@@ -14,8 +14,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from common.io import atomic_output
 
 from .errors import MedsrError, input_error
 from .geometry import fov_corners, voxel_sizes
@@ -538,21 +538,21 @@ def nifti_image(volume: Volume, *, keep_dtype: bool = False):
     return image, scaled
 
 
-def write_nifti(volume: Volume, path: str | os.PathLike, *, keep_dtype: bool = False) -> Path:
-    """Writes ``volume`` to ``path`` atomically (temporary file beside it, then rename)."""
+def save_nifti(volume: Volume, path: str | os.PathLike, *, keep_dtype: bool = False) -> None:
+    """Writes ``volume`` as NIfTI at exactly ``path`` (not atomic; see :func:`write_nifti`)."""
     import nibabel as nib
 
-    path = Path(path)
     image, _ = nifti_image(volume, keep_dtype=keep_dtype)
-    suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    nib.save(image, os.fspath(path))
+
+
+def write_nifti(
+    volume: Volume, path: str | os.PathLike, *, keep_dtype: bool = False, overwrite: bool = True
+) -> Path:
+    """Writes ``volume`` to ``path`` atomically (:func:`common.io.atomic_output`)."""
+    path = Path(path)
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        save_nifti(volume, temporary, keep_dtype=keep_dtype)
     return path
 
 
@@ -574,6 +574,35 @@ def write_dicom_series(
     description_suffix: str = " SR",
     derivation: str = "super-resolution",
 ) -> Path:
+    """Writes a derived DICOM series (see :func:`save_dicom_series`) into a new folder.
+
+    Written to a temporary folder beside ``folder``, then renamed
+    (:func:`common.io.atomic_output`); ``folder`` must not exist.
+    """
+    folder = Path(folder)
+    if os.path.lexists(folder):
+        raise input_error(folder, "output folder already exists")
+    with atomic_output(folder, directory=True) as temporary:
+        save_dicom_series(
+            volume,
+            temporary,
+            template=template,
+            description_suffix=description_suffix,
+            derivation=derivation,
+            name=folder,
+        )
+    return folder
+
+
+def save_dicom_series(
+    volume: Volume,
+    folder: str | os.PathLike,
+    *,
+    template: Volume,
+    description_suffix: str = " SR",
+    derivation: str = "super-resolution",
+    name: str | os.PathLike | None = None,
+) -> None:
     """Writes ``volume`` as a derived DICOM series of ``template`` (a DICOM-read Volume).
 
     A non-DICOM ``template`` (e.g. a NIfTI input) gives a new series in a new study
@@ -585,8 +614,10 @@ def write_dicom_series(
     ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness,
     SpacingBetweenSlices, Rows and Columns follow ``volume.affine``. Pixels are stored
     uncompressed (explicit VR little endian) in the source's bit depth with its
-    RescaleSlope/Intercept (values rounded and clipped to BitsStored). Written to a
-    temporary folder beside ``folder`` then renamed; ``folder`` must not exist.
+    RescaleSlope/Intercept (values rounded and clipped to BitsStored). Voxels without a
+    value (NaN) are stored as the series' PixelPaddingValue (the lowest stored value,
+    which no valid voxel then takes), with a warning. The slices are written into the
+    existing, empty ``folder`` (not atomic); ``name`` is the path warnings name.
     """
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -594,10 +625,9 @@ def write_dicom_series(
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     folder = Path(folder)
+    shown = Path(name) if name is not None else folder
     sources = template.header.get("datasets") or _new_series_headers(volume)
     derived = bool(template.header.get("datasets"))
-    if folder.exists():
-        raise input_error(folder, "output folder already exists")
     lps = np.linalg.inv(LPS_TO_RAS) @ volume.affine
     spacing = voxel_sizes(volume.affine)
     rows_cos, cols_cos = lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]
@@ -616,67 +646,72 @@ def write_dicom_series(
     hi = 2 ** (bits_stored - 1) - 1 if signed else 2**bits_stored - 1
     slope = float(first.get("RescaleSlope", 1) or 1)
     inter = float(first.get("RescaleIntercept", 0) or 0)
-    raw_all, clipped = _stored_values(volume.data, dtype, slope, inter, (lo, hi))
-    series_number = first.get("SeriesNumber")
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
-        for k in range(volume.shape[2]):
-            position = lps[:3, 3] + k * lps[:3, 2]
-            nearest = int(np.argmin(np.abs(src_along - position @ normal)))
-            src = sources[nearest] if derived else sources[0]
-            ds = copy.deepcopy(src)
-            sop_uid = generate_uid()
-            sop_class = str(src.get("SOPClassUID", "") or "") or STORAGE_CLASSES.get(
-                str(src.get("Modality", "")), "1.2.840.10008.5.1.4.1.1.7"
-            )
-            ds.SOPClassUID = sop_class
-            ds.SOPInstanceUID = sop_uid
-            ds.SeriesInstanceUID = series_uid
-            if series_number not in (None, ""):
-                ds.SeriesNumber = int(series_number) + 1000
-            ds.SeriesDescription = (str(src.get("SeriesDescription", "")) + description_suffix)[:64]
-            ds.ImageType = ["DERIVED", "SECONDARY"]
-            ds.DerivationDescription = derivation[:1024]
-            if derived:
-                ref = pydicom.Dataset()
-                ref.ReferencedSOPClassUID = src.get("SOPClassUID") or sop_class
-                ref.ReferencedSOPInstanceUID = src.SOPInstanceUID
-                ds.SourceImageSequence = DicomSequence([ref])
-                ds.ReferencedImageSequence = DicomSequence([copy.deepcopy(ref)])
-            ds.InstanceNumber = k + 1
-            ds.ImagePositionPatient = [_ds_value(v) for v in position]
-            ds.ImageOrientationPatient = [_ds_value(v) for v in (*rows_cos, *cols_cos)]
-            ds.PixelSpacing = [_ds_value(spacing[1]), _ds_value(spacing[0])]
-            ds.SliceThickness = _ds_value(spacing[2])
-            ds.SpacingBetweenSlices = _ds_value(spacing[2])
-            ds.SliceLocation = _ds_value(float(position @ normal))
-            ds.Rows, ds.Columns = int(volume.shape[1]), int(volume.shape[0])
-            ds.RescaleSlope = _ds_value(slope)
-            ds.RescaleIntercept = _ds_value(inter)
-            for tag in ("SmallestImagePixelValue", "LargestImagePixelValue", "NumberOfFrames"):
-                if tag in ds:
-                    delattr(ds, tag)
-            ds.SamplesPerPixel = 1
-            ds.BitsAllocated, ds.BitsStored = bits_alloc, bits_stored
-            ds.HighBit, ds.PixelRepresentation = bits_stored - 1, int(signed)
-            ds.PixelData = np.ascontiguousarray(raw_all[:, :, k].T).tobytes()
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = sop_class
-            meta.MediaStorageSOPInstanceUID = sop_uid
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.file_meta = meta
-            ds["PixelData"].VR = "OW"
-            ds.save_as(tmp / f"IM{k + 1:05d}.dcm", enforce_file_format=True)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if clipped > 0.001:
+    missing = np.isnan(volume.data)
+    padding = lo if missing.any() else None
+    limits = (lo + 1, hi) if padding is not None else (lo, hi)
+    raw_all, clipped = _stored_values(volume.data, dtype, slope, inter, limits)
+    if padding is not None:
+        raw_all[missing] = padding
         warnings.warn(
-            f"{folder}: {clipped:.1%} of voxels clipped to the stored range [{lo}, {hi}]",
+            f"{shown}: {int(missing.sum())} voxel(s) have no value (NaN); stored as"
+            f" PixelPaddingValue {padding}, not as an intensity",
             stacklevel=2,
         )
-    return folder
+    series_number = first.get("SeriesNumber")
+    for k in range(volume.shape[2]):
+        position = lps[:3, 3] + k * lps[:3, 2]
+        nearest = int(np.argmin(np.abs(src_along - position @ normal)))
+        src = sources[nearest] if derived else sources[0]
+        ds = copy.deepcopy(src)
+        sop_uid = generate_uid()
+        sop_class = str(src.get("SOPClassUID", "") or "") or STORAGE_CLASSES.get(
+            str(src.get("Modality", "")), "1.2.840.10008.5.1.4.1.1.7"
+        )
+        ds.SOPClassUID = sop_class
+        ds.SOPInstanceUID = sop_uid
+        ds.SeriesInstanceUID = series_uid
+        if series_number not in (None, ""):
+            ds.SeriesNumber = int(series_number) + 1000
+        ds.SeriesDescription = (str(src.get("SeriesDescription", "")) + description_suffix)[:64]
+        ds.ImageType = ["DERIVED", "SECONDARY"]
+        ds.DerivationDescription = derivation[:1024]
+        if derived:
+            ref = pydicom.Dataset()
+            ref.ReferencedSOPClassUID = src.get("SOPClassUID") or sop_class
+            ref.ReferencedSOPInstanceUID = src.SOPInstanceUID
+            ds.SourceImageSequence = DicomSequence([ref])
+            ds.ReferencedImageSequence = DicomSequence([copy.deepcopy(ref)])
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [_ds_value(v) for v in position]
+        ds.ImageOrientationPatient = [_ds_value(v) for v in (*rows_cos, *cols_cos)]
+        ds.PixelSpacing = [_ds_value(spacing[1]), _ds_value(spacing[0])]
+        ds.SliceThickness = _ds_value(spacing[2])
+        ds.SpacingBetweenSlices = _ds_value(spacing[2])
+        ds.SliceLocation = _ds_value(float(position @ normal))
+        ds.Rows, ds.Columns = int(volume.shape[1]), int(volume.shape[0])
+        ds.RescaleSlope = _ds_value(slope)
+        ds.RescaleIntercept = _ds_value(inter)
+        for tag in ("SmallestImagePixelValue", "LargestImagePixelValue", "NumberOfFrames"):
+            if tag in ds:
+                delattr(ds, tag)
+        ds.SamplesPerPixel = 1
+        ds.BitsAllocated, ds.BitsStored = bits_alloc, bits_stored
+        ds.HighBit, ds.PixelRepresentation = bits_stored - 1, int(signed)
+        if padding is not None:
+            ds.add_new(0x00280120, "SS" if signed else "US", padding)  # PixelPaddingValue
+        ds.PixelData = np.ascontiguousarray(raw_all[:, :, k].T).tobytes()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds["PixelData"].VR = "OW"
+        ds.save_as(folder / f"IM{k + 1:05d}.dcm", enforce_file_format=True)
+    if clipped > 0.001:
+        warnings.warn(
+            f"{shown}: {clipped:.1%} of voxels clipped to the stored range {list(limits)}",
+            stacklevel=2,
+        )
 
 
 def _new_series_headers(volume: Volume) -> list:

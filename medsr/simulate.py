@@ -15,7 +15,7 @@ import numpy as np
 
 from common.degradation import thick_slice
 
-from .errors import input_error
+from .errors import MedsrError, input_error
 from .geometry import downsampled_affine
 from .io import Volume, read_volume, write_nifti
 
@@ -38,22 +38,22 @@ def simulate_volume(
     slice are dropped.
     """
     if int(factor) != factor or factor < 2:
-        raise ValueError(f"--factor must be an integer >= 2, got {factor}")
+        raise MedsrError(f"--factor must be an integer >= 2, got {factor}")
     factor = int(factor)
     axes = [axis] if isinstance(axis, int) else list(dict.fromkeys(int(a) for a in axis))
     if not axes or any(a not in (0, 1, 2) for a in axes):
-        raise ValueError(f"axis must be one or more of 0, 1, 2, got {axis!r}")
+        raise MedsrError(f"axis must be one or more of 0, 1, 2, got {axis!r}")
     low = np.nan_to_num(volume.data.astype(np.float64))
     scale = [1, 1, 1]
     for a in axes:
         spacing = float(volume.spacing[a])
         gap = gap_mm / spacing
         if not 0 <= gap < factor:
-            raise ValueError(
+            raise MedsrError(
                 f"--gap {gap_mm} mm must be >= 0 and below the LR spacing {factor * spacing:.4g} mm"
             )
         if volume.shape[a] < factor:
-            raise ValueError(f"axis has {volume.shape[a]} slices, fewer than --factor {factor}")
+            raise MedsrError(f"axis has {volume.shape[a]} slices, fewer than --factor {factor}")
         low = thick_slice(low, factor, a, profile=profile, gap=gap)
         scale[a] = factor
     return Volume(

@@ -14,13 +14,13 @@ from common.models.architectures import Interpolator
 from medsr import enhance as enhance_module
 from medsr.enhance import (
     default_model,
-    enhance_file,
     enhance_volume,
     parse_scale,
     plan_enhance,
     super_resolve,
 )
 from medsr.errors import MedsrError
+from medsr.files import enhance_file
 from medsr.geometry import fov_corners, upsampled_affine
 from medsr.io import Volume, read_volume
 from tests.data.nifti import oblique_affine, phantom

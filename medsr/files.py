@@ -1,0 +1,317 @@
+"""``medsr enhance`` on files: output naming, the output checks, sidecars and batches.
+
+The in-memory work is :func:`medsr.enhance.enhance_volume`; this module reads the input,
+decides and checks every path a run writes (the output and its provenance sidecar), and
+writes them together through :func:`common.io.atomic_outputs`: both land or neither.
+
+The output rules, checked before any work:
+
+- the output is ``.nii``/``.nii.gz`` (NIfTI) or a folder name without an extension (a
+  derived DICOM series); any other extension is an error listing those;
+- the output (or its sidecar) is never the input, never inside a DICOM input's folder and
+  never a folder that contains the input, through symlinks and hard links too;
+- the sidecar is never the input's own sidecar (``sub-01_T1w.json`` of a BIDS input);
+- without ``overwrite`` neither the output nor its sidecar may exist; with it, an existing
+  folder is replaced only when it holds exactly a previous DICOM output of medsr (its
+  sidecar says so and it holds only ``.dcm`` files), never any other folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from common import __version__
+from common.errors import first_line
+from common.io import OutputTarget, atomic_outputs
+
+from .enhance import EnhanceResult, enhance_volume, fmt_scale, plan_enhance
+from .errors import MedsrError, input_error
+from .io import (
+    NIFTI_SUFFIXES,
+    is_nifti_path,
+    read_volume,
+    save_dicom_series,
+    save_nifti,
+    sha256_of,
+)
+
+NIFTI_OUTPUTS = (".nii", ".nii.gz")
+SIDECAR_TOOL = "medsr enhance"
+
+
+def default_output(path: Path) -> Path:
+    """``scan.nii.gz -> scan_sr.nii.gz``; a DICOM folder (or file) ``d -> d_sr/``."""
+    if is_nifti_path(path):
+        name = path.name
+        for suffix in NIFTI_SUFFIXES:
+            if name.lower().endswith(suffix):
+                stem = name[: -len(suffix)]
+                return path.with_name(
+                    f"{stem}_sr{'.nii.gz' if suffix in ('.mgz', '.mgh') else suffix}"
+                )
+    folder = path if path.is_dir() else path.parent
+    return folder.with_name(folder.name + "_sr")
+
+
+def sidecar_path(output: Path) -> Path:
+    """The provenance JSON beside an output: ``x.nii.gz -> x.json``, ``folder -> folder.json``."""
+    name = output.name
+    for suffix in (".nii.gz", ".nii", ".mgz", ".mgh"):
+        if name.lower().endswith(suffix):
+            return output.with_name(name[: -len(suffix)] + ".json")
+    return output.with_name(name + ".json")
+
+
+def output_kind(output: Path) -> str:
+    """``"nifti"`` or ``"dicom"`` for an output path; any other extension is an error."""
+    name = output.name.lower()
+    if name.endswith(NIFTI_OUTPUTS):
+        return "nifti"
+    if name.endswith((".mgz", ".mgh")):
+        raise input_error(output, "writing MGZ is not supported; use .nii or .nii.gz")
+    if output.suffix and not output.is_dir():
+        raise input_error(
+            output,
+            f"unknown output extension {output.suffix!r}; use .nii or .nii.gz (NIfTI) or a"
+            " folder name without an extension (a DICOM series)",
+        )
+    return "dicom"
+
+
+def _identities(paths: Sequence[Path]) -> set[tuple[int, int]]:
+    ids = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _previous_dicom_output(folder: Path) -> bool:
+    """True when ``folder`` holds exactly a previous medsr DICOM output (sidecar + .dcm)."""
+    try:
+        prov = json.loads(sidecar_path(folder).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(prov, dict) or prov.get("tool") != SIDECAR_TOOL:
+        return False
+    if Path(str(prov.get("output", ""))).name != folder.name:
+        return False
+    entries = list(folder.iterdir())
+    return all(e.is_file() and not e.is_symlink() and e.suffix == ".dcm" for e in entries)
+
+
+def check_output(
+    input_path: Path,
+    output: Path,
+    overwrite: bool = False,
+    *,
+    dicom: bool = False,
+    sources: Sequence[Path] = (),
+) -> Path:
+    """Applies the module's output rules to ``output`` and its sidecar; returns the sidecar.
+
+    ``dicom``: the input is a DICOM series (a folder, or one file standing for its folder).
+    ``sources``: every input file (the DICOM slices); hard links to them are refused too.
+    """
+    kind = output_kind(output)
+    sidecar = sidecar_path(output)
+    src = input_path.resolve()
+    inputs = [src, *(Path(p).resolve() for p in sources)]
+    input_ids = _identities(inputs)
+    series_folder = (src if src.is_dir() else src.parent) if dicom else None
+    for path in (output, sidecar):
+        dst = path.resolve()
+        if series_folder is not None and _is_within(dst, series_folder):
+            raise input_error(path, "output is in the input DICOM folder; choose another path")
+        if dst in inputs or (path.exists() and _identities([path]) & input_ids):
+            raise input_error(path, "output is the input; refusing to overwrite it")
+        if any(_is_within(p, dst) for p in inputs):
+            raise input_error(path, "output contains the input; refusing to replace it")
+    if not dicom and is_nifti_path(input_path) and sidecar.resolve() == sidecar_path(src):
+        raise input_error(sidecar, "is the input's own sidecar; choose another output name")
+    if not output.parent.is_dir():
+        raise input_error(output, "the output's folder does not exist")
+    if os.path.lexists(output):
+        if not overwrite:
+            raise input_error(
+                output, "output already exists; pass --overwrite or choose another path"
+            )
+        if kind == "nifti" and output.is_dir():
+            raise input_error(output, "is a folder; give a .nii/.nii.gz file name")
+        if kind == "dicom" and not (output.is_dir() and not output.is_symlink()):
+            raise input_error(output, "exists and is not a folder; a DICOM output is a folder")
+        if kind == "dicom" and not _previous_dicom_output(output):
+            raise input_error(
+                output,
+                "exists and is not a previous medsr DICOM output (no matching sidecar, or"
+                " files other than .dcm); remove it yourself or choose another path",
+            )
+        if output.is_dir() and any(_identities([p]) & input_ids for p in output.iterdir()):
+            raise input_error(output, "holds a hard link to an input file; refusing to replace it")
+    if os.path.lexists(sidecar) and not overwrite:
+        raise input_error(
+            sidecar, "the output's sidecar already exists; pass --overwrite or choose another path"
+        )
+    return sidecar
+
+
+def enhance_file(
+    input_path: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    scale: Sequence[int] | None = None,
+    axis: int | None = None,
+    target_spacing: float | None = None,
+    model: str | None = None,
+    modality: str = "auto",
+    dtype: str = "float32",
+    trust: str | None = None,
+    series: str | None = None,
+    device: str | None = None,
+    tile: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> EnhanceResult:
+    """Reads, enhances and writes one scan; returns the result with ``output``/``sidecar``.
+
+    The output format follows the output path (``.nii``/``.nii.gz``: NIfTI; a name
+    without extension: a derived DICOM series folder). Default output:
+    :func:`default_output`. ``dtype``: ``"float32"`` or ``"keep"`` (the input's stored
+    type, rounded and clipped; DICOM output always keeps the source bit depth). The output
+    and its sidecar are written to temporaries and renamed together: nothing is left
+    behind on error, and without ``overwrite`` nothing existing is replaced.
+    """
+    input_path = Path(input_path)
+    if dtype not in ("float32", "keep"):
+        raise MedsrError(f"--dtype must be float32 or keep, got {dtype!r}")
+    volume = read_volume(input_path, trust=trust, series=series)
+    dicom = volume.format == "dicom"
+    out = Path(output) if output is not None else default_output(input_path)
+    if output is not None and out.is_dir() and not dicom:
+        out = out / default_output(input_path).name  # an existing folder: write into it
+    side = check_output(input_path, out, overwrite, dicom=dicom, sources=volume.source_files)
+    try:
+        plan = plan_enhance(
+            volume.shape, volume.affine, scale=scale, axis=axis, target_spacing=target_spacing
+        )
+    except ValueError as exc:
+        raise input_error(input_path, str(exc)) from None
+    try:
+        result = enhance_volume(
+            volume,
+            plan,
+            model=model,
+            modality=modality,
+            device=device,
+            tile=tile,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    except MedsrError:
+        raise
+    except (ValueError, RuntimeError, LookupError, OSError) as exc:  # bad --model/--device
+        raise input_error(input_path, first_line(exc)) from exc
+    prov = result.provenance
+    prov["input_sha256"] = sha256_of(input_path, list(volume.source_files) if dicom else None)
+    if dicom:
+        prov["input_files"] = len(volume.source_files)
+    prov["output"] = str(out)
+    prov["sidecar"] = str(side)
+    derivation = (
+        f"medsr {__version__} {prov['model']['name']} x{fmt_scale(prov['total_scale'])}"
+        f" ({prov['method']})"
+    )
+    kind = output_kind(out)
+    targets = [OutputTarget(out, directory=kind == "dicom"), OutputTarget(side)]
+    with atomic_outputs(targets, overwrite=overwrite) as (temporary, temporary_side):
+        if kind == "nifti":
+            save_nifti(result.volume, temporary, keep_dtype=dtype == "keep")
+        else:
+            save_dicom_series(result.volume, temporary, template=volume, derivation=derivation)
+        temporary_side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def expand_inputs(spec: str) -> list[Path]:
+    """A batch: the NIfTI/MGZ files of a folder, or the matches of a glob pattern."""
+    path = Path(spec)
+    if any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(spec))
+        if not files:
+            raise MedsrError(f"{spec}: no files match")
+        return files
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and is_nifti_path(p))
+    return [path]
+
+
+def is_batch(spec: str) -> bool:
+    """True for a glob pattern or a folder that holds NIfTI/MGZ files."""
+    if any(ch in spec for ch in "*?["):
+        return True
+    path = Path(spec)
+    return path.is_dir() and any(p.is_file() and is_nifti_path(p) for p in path.iterdir())
+
+
+def batch_output_name(file: Path) -> str:
+    """The output name of one batch file: the same name, ``.mgz``/``.mgh`` as ``.nii.gz``."""
+    if file.name.lower().endswith((".mgz", ".mgh")):
+        return file.name[:-4] + ".nii.gz"
+    return file.name
+
+
+def enhance_batch(
+    spec: str,
+    out_dir: str | os.PathLike | None,
+    report: Callable[[Path, str | None], None] | None = None,
+    **options: Any,
+) -> list[tuple[Path, str | None]]:
+    """Enhances every file of a batch into ``out_dir`` (same file names).
+
+    Each file's user error is caught and reported as ``(path, "message")``; the others go
+    on. ``out_dir`` defaults to ``<folder>_sr`` for a folder (required for a glob). A
+    folder this call created is removed again when no file could be written into it.
+    """
+    files = expand_inputs(spec)
+    if out_dir is None:
+        if not Path(spec).is_dir():
+            raise MedsrError(f"{spec}: a glob batch needs an output folder (-o DIR)")
+        out_dir = Path(spec).with_name(Path(spec).name + "_sr")
+    out_dir = Path(out_dir)
+    if is_nifti_path(out_dir):
+        raise MedsrError(f"{out_dir}: a batch needs an output folder, not a file name")
+    if any(file.resolve().parent == out_dir.resolve() for file in files):
+        raise MedsrError(f"{out_dir}: output folder is the input folder; choose another")
+    if not out_dir.parent.is_dir():
+        raise MedsrError(f"{out_dir}: the output's folder {out_dir.parent} does not exist")
+    created = not out_dir.exists()
+    out_dir.mkdir(exist_ok=True)
+    results: list[tuple[Path, str | None]] = []
+    try:
+        for file in files:
+            try:
+                enhance_file(file, out_dir / batch_output_name(file), **options)
+                error = None
+            except (MedsrError, ValueError, OSError) as exc:  # one bad file: go on
+                message = first_line(exc)
+                error = message if message.startswith(str(file)) else f"{file}: {message}"
+            results.append((file, error))
+            if report:
+                report(file, error)
+    finally:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+    return results
