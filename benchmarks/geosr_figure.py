@@ -6,8 +6,8 @@ is shown side by side (the low-res input nearest-upsampled to the same size). Wi
 ``--hr`` it uses a generated raster (``tests/data/geotiff.py``), so the committed figure is
 not derived from third-party data; pass a real raster to see real imagery::
 
-    .venv/bin/python benchmarks/geosr_figure.py
-    .venv/bin/python benchmarks/geosr_figure.py --hr ../shared/data/naip_opengeos/m_4709963_se_14_1_20100629.tif --bands 1,2,3 --out /tmp/naip_crops.png
+    .venv/bin/python -m benchmarks.geosr_figure
+    .venv/bin/python -m benchmarks.geosr_figure --hr ../shared/data/naip_opengeos/m_4709963_se_14_1_20100629.tif --bands 1,2,3 --out /tmp/naip_crops.png
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import REPO_ROOT
 
 
 def _display(path: Path, bands: list[int], window, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -34,14 +33,14 @@ def _display(path: Path, bands: list[int], window, low: np.ndarray, high: np.nda
     return image[..., 0] if image.shape[-1] == 1 else image
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hr", default=None, help="High-resolution raster (default: generated).")
     parser.add_argument("--bands", default="1,2,3")
     parser.add_argument("--factor", type=int, default=2)
     parser.add_argument("--crop", type=int, default=96, help="Crop side in HR pixels.")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "figures" / "geosr_crops.png"))
-    args = parser.parse_args()
+    parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "figures" / "geosr_crops.png"))
+    args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import matplotlib
 

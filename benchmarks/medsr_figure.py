@@ -12,30 +12,27 @@ means 8 mm slices. Pass ``--input`` to look at another volume (do not commit fig
 third-party data). ``--ct-phantom`` uses a generated head CT phantom in HU instead
 (scikit-image's Shepp-Logan slice made 3D, ``tests/data/nifti.py``)::
 
-    python benchmarks/medsr_figure.py
-    python benchmarks/medsr_figure.py --ct-phantom --in-plane --factor 2 --out docs/figures/ct_inplane.png
-    python benchmarks/medsr_figure.py --input ../shared/data/mri_nifti/MR_Gd.nii.gz --axis 2 \\
+    python -m benchmarks.medsr_figure
+    python -m benchmarks.medsr_figure --ct-phantom --in-plane --factor 2 --out docs/figures/ct_inplane.png
+    python -m benchmarks.medsr_figure --input ../shared/data/mri_nifti/MR_Gd.nii.gz --axis 2 \\
         --out /tmp/mr_gd.png
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import REPO_ROOT
+from benchmarks.medsr_holdout import crop_to_factor
+from medsr.enhance import enhance_volume, plan_enhance
+from medsr.evaluate import baseline_from_lr, evaluate_volumes
+from medsr.io import read_volume
+from medsr.simulate import simulate_volume
 
-from benchmarks.medsr_holdout import crop_to_factor  # noqa: E402
-from medsr.enhance import enhance_volume, plan_enhance  # noqa: E402
-from medsr.evaluate import baseline_from_lr, evaluate_volumes  # noqa: E402
-from medsr.io import read_volume  # noqa: E402
-from medsr.simulate import simulate_volume  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 AXIS_NAMES = "xyz"
 
 
@@ -46,7 +43,7 @@ def bundled_brain() -> Path:
     return Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,8 +57,10 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--in-plane", action="store_true", help="scale the axes other than --axis")
     parser.add_argument("--ct-phantom", action="store_true", help="a generated CT phantom (HU)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/figures/medsr_orthoslices.png")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "docs/figures/medsr_orthoslices.png"
+    )
+    args = parser.parse_args(argv)
     if args.ct_phantom:
         from tests.data.nifti import ct_phantom, write_nifti
 

@@ -17,34 +17,36 @@ the TotalSegmentator example DICOM CT series is fully held out.
 
 Run::
 
-    .venv/bin/python benchmarks/medsr_holdout.py --factor 4 --axis 2
-    .venv/bin/python benchmarks/medsr_holdout.py --factor 4 --update-card common/weights/mri_smore_x4.json
-    .venv/bin/python benchmarks/medsr_holdout.py --factor 2 --in-plane
-    .venv/bin/python benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2
+    .venv/bin/python -m benchmarks.medsr_holdout --factor 4 --axis 2
+    .venv/bin/python -m benchmarks.medsr_holdout --factor 4 --update-card common/weights/mri_smore_x4.json
+    .venv/bin/python -m benchmarks.medsr_holdout --factor 2 --in-plane
+    .venv/bin/python -m benchmarks.medsr_holdout --modality ct --factor 2 --axis 2
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cards import write_holdout
+from benchmarks.harness import (
+    SHARED_DATA,
+    markdown_header,
+    markdown_row,
+    median_time,
+    require_shared,
+)
+from common.degradation import mod_crop
+from common.training.data import region_slices
+from medsr.enhance import enhance_volume, plan_enhance
+from medsr.evaluate import evaluate_volumes
+from medsr.io import Volume, read_volume
+from medsr.simulate import simulate_volume
 
-from benchmarks.cards import write_holdout  # noqa: E402
-from common.degradation import mod_crop  # noqa: E402
-from common.training.data import region_slices  # noqa: E402
-from medsr.enhance import enhance_volume, plan_enhance  # noqa: E402
-from medsr.evaluate import evaluate_volumes  # noqa: E402
-from medsr.io import Volume, read_volume  # noqa: E402
-from medsr.simulate import simulate_volume  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 # name -> (path under the data root, kept fraction of the voxel z axis or None = whole)
 HELD_OUT = {
     "mri": {
@@ -60,6 +62,15 @@ HELD_OUT = {
         "TotalSegmentator DICOM CT (test)": ("dicom_ct_totalsegmentator", None),
     },
 }
+# (column title, key in run_case's row, format spec) after the volume, profile and model
+COLUMNS = [
+    ("B-spline PSNR", "bspline_psnr", ".2f"),
+    ("model PSNR", "model_psnr", ".2f"),
+    ("gain (dB)", "gain_db", "+.2f"),
+    ("B-spline SSIM", "bspline_ssim", ".4f"),
+    ("model SSIM", "model_ssim", ".4f"),
+    ("enhance s", "seconds", ".1f"),
+]
 
 
 def crop_volume(volume: Volume, index) -> Volume:
@@ -89,9 +100,8 @@ def run_case(
     plan = plan_enhance(
         lr.shape, lr.affine, scale=tuple(factor if a in axes else 1 for a in range(3))
     )
-    started = time.perf_counter()
-    result = enhance_volume(lr, plan, model=model)
-    seconds = time.perf_counter() - started
+    timing = median_time(lambda: enhance_volume(lr, plan, model=model), repeat=1)
+    result, seconds = timing.result, timing.seconds
     slice_axis = axes[0] if len(axes) == 1 else next(a for a in range(3) if a not in axes)
     scores = evaluate_volumes(result.volume, hr, lr=lr, axis=slice_axis)
     return {
@@ -109,7 +119,7 @@ def run_case(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--axis", type=int, default=2, help="voxel axis made thick (0, 1, 2)")
     parser.add_argument(
@@ -128,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [v for v in names if v not in cases]
     if unknown:
         sys.exit(f"error: unknown volume(s) {unknown}; choose from {list(cases)}")
-    missing = [cases[v][0] for v in names if not (args.data / cases[v][0]).exists()]
-    if missing:
-        sys.exit(f"error: shared data not found: {', '.join(missing)} under {args.data}")
+    require_shared(*dict.fromkeys(cases[v][0] for v in names), root=args.data)
     axes = [a for a in range(3) if a != args.axis] if args.in_plane else [args.axis]
     what = (
         f"in-plane along voxel axes {axes[0]} and {axes[1]}"
@@ -139,11 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     print(f"{args.modality.upper()} x{args.factor} {what}: PSNR/SSIM in the foreground\n")
-    print(
-        "| volume | profile | model | B-spline PSNR | model PSNR | gain (dB) "
-        "| B-spline SSIM | model SSIM | enhance s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(markdown_header(["volume", "profile", "model", *(title for title, _, _ in COLUMNS)]))
     rows = []
     for name in names:
         path, z_range = cases[name]
@@ -157,12 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                 z_range=z_range,
             )
             rows.append({"volume": name, "profile": profile, **row})
-            print(
-                f"| {name} | {profile} | {row['model']} | {row['bspline_psnr']:.2f} "
-                f"| {row['model_psnr']:.2f} | {row['gain_db']:+.2f} | {row['bspline_ssim']:.4f} "
-                f"| {row['model_ssim']:.4f} | {row['seconds']:.1f} |",
-                flush=True,
-            )
+            cells = [format(row[key], spec) for _, key, spec in COLUMNS]
+            print(markdown_row([name, profile, row["model"], *cells]), flush=True)
     if args.update_card:
         write_holdout(
             args.update_card,

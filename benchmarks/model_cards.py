@@ -3,25 +3,22 @@
 Everything comes from ``common.list_models()`` (the JSON cards beside the weights), so the
 table in docs/benchmarks.md cannot drift from what ``load_model`` returns::
 
-    .venv/bin/python benchmarks/model_cards.py
+    .venv/bin/python -m benchmarks.model_cards
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import list_models  # noqa: E402
-from common.models.registry import SHIPPED, WEIGHTS_DIR  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import REPO_ROOT, markdown_header, markdown_row
+from common import list_models
+from common.models.registry import SHIPPED, WEIGHTS_DIR
 
 
 def _recipes(name: str) -> str:
-    stages = [ROOT / "configs" / f"{name}.yaml", *sorted(ROOT.glob(f"configs/{name}_stage*.yaml"))]
-    return ", ".join(f"`{p.relative_to(ROOT)}`" for p in stages if p.exists()) or "-"
+    stages = [REPO_ROOT / "configs" / f"{name}.yaml"]
+    stages += sorted(REPO_ROOT.glob(f"configs/{name}_stage*.yaml"))
+    return ", ".join(f"`{p.relative_to(REPO_ROOT)}`" for p in stages if p.exists()) or "-"
 
 
 def _holdout(metrics) -> str:
@@ -38,13 +35,12 @@ def _holdout(metrics) -> str:
     return "; ".join(parts) or "-"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     cards = sorted(list_models(), key=lambda c: (c.domain, c.name))
-    print(
-        "| model | domain | architecture | scale per axis | parameters | receptive field "
-        "| input range | weights (MB) | validation gain (dB) | held-out gain (dB) | recipe |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    header = ["model", "domain", "architecture", "scale per axis", "parameters"]
+    header += ["receptive field", "input range", "weights (MB)", "validation gain (dB)"]
+    print(markdown_header([*header, "held-out gain (dB)", "recipe"]))
     total = 0.0
     for card in cards:
         size = (WEIGHTS_DIR / SHIPPED[card.name]).stat().st_size / 1e6
@@ -57,11 +53,9 @@ def main() -> None:
         )
         hp = {k: v for k, v in card.hparams.items() if k not in ("dims", "channels", "scale")}
         arch = f"{card.architecture} {hp}".replace("'", "")
-        print(
-            f"| `{card.name}` | {card.domain} | {arch} | {'x'.join(map(str, card.axis_scale))} "
-            f"| {card.n_parameters:,} | {card.receptive_field} | {list(card.input_range)} "
-            f"| {size:.2f} | {val} | {_holdout(m)} | {_recipes(card.name)} |"
-        )
+        cells = [f"`{card.name}`", card.domain, arch, "x".join(map(str, card.axis_scale))]
+        cells += [f"{card.n_parameters:,}", card.receptive_field, list(card.input_range)]
+        print(markdown_row([*cells, f"{size:.2f}", val, _holdout(m), _recipes(card.name)]))
     print(f"\n{len(cards)} shipped models, {total:.2f} MB of weights in all.\n")
     for card in cards:
         print(f"- **{card.name}**: {card.description}")

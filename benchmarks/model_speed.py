@@ -14,20 +14,18 @@ Each row is the median of ``--repeats`` timed runs after one warm-up. The baseli
 (bicubic for 2D, cubic B-spline for volumes) are measured in the same run, and every
 model's time is also given as a ratio to its baseline. Run on an idle machine::
 
-    .venv/bin/python benchmarks/model_speed.py [--threads N] [--device cpu|cuda] [--repeats 3]
+    .venv/bin/python -m benchmarks.model_speed [--threads N] [--device cpu|cuda] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import REPO_ROOT, markdown_header, markdown_row, median_time
+
 IMAGE_SIDE = 512
 VOLUME_SIDE = 144
 
@@ -40,7 +38,6 @@ def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, 
     import torch
     from scipy.ndimage import gaussian_filter
 
-    sys.path.insert(0, str(ROOT))
     from common import load_model, upscale
     from medsr.enhance import super_resolve
 
@@ -62,22 +59,18 @@ def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, 
         def run():
             return super_resolve(lr, scale, spec, device=device)[0]
 
-    out = run()  # warm-up (and the output size)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
+    timing = median_time(run, repeat=repeats, warmup=1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        json.dumps({"seconds": statistics.median(times), "out": int(out.size), "peak_mb": peak_mb})
+        json.dumps({"seconds": timing.seconds, "out": int(timing.result.size), "peak_mb": peak_mb})
     )
 
 
 def _child(spec: str, kind: str, scale: list[int], args) -> dict:
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        "benchmarks.model_speed",
         "--child",
         json.dumps([spec, kind, scale]),
         "--threads",
@@ -87,7 +80,7 @@ def _child(spec: str, kind: str, scale: list[int], args) -> dict:
         "--repeats",
         str(args.repeats),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO_ROOT)
     if done.returncode != 0:
         raise SystemExit(f"error: measuring {spec} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -95,7 +88,6 @@ def _child(spec: str, kind: str, scale: list[int], args) -> dict:
 
 def cases() -> list[tuple[str, str, str, list[int]]]:
     """(model, baseline, kind, scale) for every shipped model."""
-    sys.path.insert(0, str(ROOT))
     from common import list_models
 
     rows = []
@@ -130,10 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         f"process (Python + torch + model + data). 2D: {IMAGE_SIDE}x{IMAGE_SIDE} low-res input; "
         f"volumes: {VOLUME_SIDE}^3 output.\n"
     )
-    print(
-        "| model | domain input | scale | seconds | throughput | x baseline time | peak RSS (MB) |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    header = ["model", "domain input", "scale", "seconds", "throughput", "x baseline time"]
+    print(markdown_header([*header, "peak RSS (MB)"]))
     baselines: dict[tuple, dict] = {}
     for name, baseline, kind, scale in cases():
         key = (baseline, kind, tuple(scale))
@@ -152,11 +142,8 @@ def _print_row(name: str, kind: str, scale: list[int], row: dict, base: dict | N
         throughput = f"{1 / seconds:.3f} vol/s ({row['out'] / seconds / 1e6:.2f} Mvox/s)"
         what = "volume " + "x".join(str(VOLUME_SIDE // s) for s in scale)
     ratio = f"{seconds / base['seconds']:.1f}" if base else "1.0"
-    print(
-        f"| {name} | {what} | x{'x'.join(map(str, scale))} | {seconds:.2f} | {throughput} "
-        f"| {ratio} | {row['peak_mb']:.0f} |",
-        flush=True,
-    )
+    cells = [name, what, f"x{'x'.join(map(str, scale))}", f"{seconds:.2f}", throughput, ratio]
+    print(markdown_row([*cells, f"{row['peak_mb']:.0f}"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,26 @@
 - ``natural_psnr_params.png``: Set5 Y-PSNR against parameter count, per scale, for the
   published methods (numbers and parameter counts from their papers) and for every
   shipped ``natural`` model (numbers from its card's ``metrics.benchmark``, written by
-  ``benchmarks/natural_sr.py --update-card``).
+  ``python -m benchmarks.natural_sr --update-card``).
 
 Run::
 
-    .venv/bin/python benchmarks/natural_figure.py
-    .venv/bin/python benchmarks/natural_figure.py --image ../shared/data/set14/HR/baboon.png --out-dir /tmp
+    .venv/bin/python -m benchmarks.natural_figure
+    .venv/bin/python -m benchmarks.natural_figure --image ../shared/data/set14/HR/baboon.png --out-dir /tmp
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.natural_sr import PUBLISHED  # noqa: E402
-from common import list_models, load_model, upscale  # noqa: E402
-from common.degradation import bicubic_downsample, mod_crop  # noqa: E402
-from common.metrics import psnr, rgb_to_y, shave  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import REPO_ROOT
+from benchmarks.natural_sr import PUBLISHED
+from common import list_models, load_model, upscale
+from common.degradation import bicubic_downsample, mod_crop
+from common.metrics import psnr, rgb_to_y, shave
 
 # Parameter counts as published (Dong et al. 2016 for SRCNN and FSRCNN; Lim et al. 2017
 # for EDSR-baseline; Hui et al. 2019 for IMDN).
@@ -158,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image", type=Path, default=None, help="default: skimage astronaut")
     parser.add_argument("--model", default="natural_edsr_x4")
     parser.add_argument("--crop", type=int, default=128, help="crop side in HR pixels")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "figures")
+    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "figures")
     args = parser.parse_args(argv)
     if args.image is None:
         rgb, title = bundled_photo(), "scikit-image astronaut (NASA, public domain)"

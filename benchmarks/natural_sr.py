@@ -7,25 +7,28 @@ The bicubic baseline goes through the same path.
 
 Run::
 
-    .venv/bin/python benchmarks/natural_sr.py --model natural_srcnn_x3 --data ../shared/data
+    .venv/bin/python -m benchmarks.natural_sr --model natural_srcnn_x3 --data ../shared/data
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import load_model, upscale  # noqa: E402
-from common.degradation import bicubic_downsample, mod_crop  # noqa: E402
-from common.metrics import psnr, shave, ssim  # noqa: E402
-from common.training.data import read_image  # noqa: E402
+from benchmarks.harness import (
+    SHARED_DATA,
+    markdown_header,
+    markdown_row,
+    median_time,
+    require_shared,
+)
+from common import load_model, upscale
+from common.degradation import bicubic_downsample, mod_crop
+from common.metrics import psnr, shave, ssim
+from common.training.data import read_image
 
 DATASETS = {"Set5": "set5/HR", "Set14": "set14/HR", "B100": "bsd100/HR"}
 
@@ -122,13 +125,22 @@ def evaluate(model, files: list[Path], scale: int) -> dict[str, float]:
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "n": len(files)}
 
 
+def evaluate_datasets(model, data: Path, datasets: list[str], scale: int) -> dict[str, dict]:
+    """:func:`evaluate` on each of ``datasets`` (keys of ``DATASETS``) under ``data``."""
+    results = {}
+    for ds in datasets:
+        files = sorted((data / DATASETS[ds]).glob("*.png"))
+        if not files:
+            raise SystemExit(f"error: no images in {data / DATASETS[ds]}")
+        results[ds] = evaluate(model, files, scale)
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="model spec (repeatable)")
-    parser.add_argument(
-        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
-    )
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument(
         "--update-card",
         type=Path,
@@ -136,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         help="write the measured numbers into this JSON model card's metrics",
     )
     args = parser.parse_args(argv)
+    args.datasets = list(dict.fromkeys(args.datasets))  # one column per data set
+    require_shared(*(DATASETS[ds] for ds in args.datasets), root=args.data)
     loaded = [load_model(spec) for spec in args.model]
     models = {
         (m.card.name if m.card is not None else spec): m for spec, m in zip(args.model, loaded)
@@ -143,26 +157,22 @@ def main(argv: list[str] | None = None) -> None:
     scales = sorted({m.card.scale for m in models.values()} or {3})
     for scale in scales:
         print(f"\n### x{scale}: Y-PSNR (dB) / SSIM\n")
-        header = ["method", *args.datasets]
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
+        print(markdown_header(["method", *args.datasets]))
         rows: dict[str, list[str]] = {}
         measured: dict[str, dict[str, dict[str, float]]] = {}
         timings = {}
         for name, model in {"bicubic (this toolkit)": load_model("bicubic"), **models}.items():
             if model.card is not None and not model.flexible_scale and model.card.scale != scale:
                 continue
-            cells = []
-            started = time.perf_counter()
-            for ds in args.datasets:
-                files = sorted((Path(args.data) / DATASETS[ds]).glob("*.png"))
-                if not files:
-                    raise SystemExit(f"error: no images in {Path(args.data) / DATASETS[ds]}")
-                res = evaluate(model, files, scale)
-                measured.setdefault(name, {})[ds] = res
-                cells.append(f"{res['psnr']:.2f} / {res['ssim']:.4f}")
-            timings[name] = time.perf_counter() - started
-            rows[name] = cells
+            timing = median_time(
+                lambda model=model, scale=scale: evaluate_datasets(
+                    model, args.data, args.datasets, scale
+                ),
+                repeat=1,
+            )
+            timings[name] = timing.seconds
+            measured[name] = timing.result
+            rows[name] = [f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in timing.result.values()]
         for method in sorted(
             {m for ds in args.datasets for m in PUBLISHED.get(scale, {}).get(ds, {})},
             key=lambda m: PUBLISHED[scale]["Set5"].get(m, 0),
@@ -173,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
                 else "-"
                 for ds in args.datasets
             ]
-            print(f"| {method} (published) | " + " | ".join(cells) + " |")
+            print(markdown_row([f"{method} (published)", *cells]))
         for name, cells in rows.items():
-            print(f"| **{name}** | " + " | ".join(cells) + " |")
+            print(markdown_row([f"**{name}**", *cells]))
         print(
             "\nseconds per method (all datasets, this CPU): "
             + ", ".join(f"{k}: {v:.1f}" for k, v in timings.items())

@@ -3,8 +3,8 @@
 Each section records the exact command, the machine and the date, then the script's
 output verbatim. Sections can be regenerated one at a time (the others are kept)::
 
-    .venv/bin/python benchmarks/report.py                 # every section
-    .venv/bin/python benchmarks/report.py natural medsr   # only these
+    .venv/bin/python -m benchmarks.report                 # every section
+    .venv/bin/python -m benchmarks.report natural medsr   # only these
 
 Scripts that need ../shared/data fail loudly when it is absent; nothing here is typed in
 by hand.
@@ -21,8 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
+from benchmarks.harness import REPO_ROOT
+
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
 PY = ".venv/bin/python"
 
 # name -> (title, what it shows, commands)
@@ -32,7 +33,7 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         "Every shipped model's card as `common.list_models()` returns it: architecture, size, "
         "receptive field, expected input range, validation gain (model selection) and "
         "held-out gains against the interpolation baseline, and the recipe that trains it.",
-        [f"{PY} benchmarks/model_cards.py"],
+        [f"{PY} -m benchmarks.model_cards"],
     ),
     "natural": (
         "Natural images: Set5 / Set14 / B100, x2, x3 and x4",
@@ -41,9 +42,9 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         "trained on T91 only; Set5 was their validation set (model selection), Set14 and B100 "
         "are fully held out.",
         [
-            f"{PY} benchmarks/natural_sr.py --model natural_edsr_x2",
-            f"{PY} benchmarks/natural_sr.py --model natural_srcnn_x3",
-            f"{PY} benchmarks/natural_sr.py --model natural_edsr_x4",
+            f"{PY} -m benchmarks.natural_sr --model natural_edsr_x2",
+            f"{PY} -m benchmarks.natural_sr --model natural_srcnn_x3",
+            f"{PY} -m benchmarks.natural_sr --model natural_edsr_x4",
         ],
     ),
     "medsr": (
@@ -58,11 +59,11 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         "the validation volume (model selection); chris_t1 (subject C, CC BY-NC, never "
         "trained on) and the studyforrest DICOM T1 are fully held out.",
         [
-            f"{PY} benchmarks/medsr_holdout.py --factor 2 --axis 2",
-            f"{PY} benchmarks/medsr_holdout.py --factor 3 --axis 2",
-            f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2",
-            f"{PY} benchmarks/medsr_holdout.py --factor 4 --axis 2 --model ibp",
-            f"{PY} benchmarks/medsr_holdout.py --factor 2 --axis 2 --in-plane",
+            f"{PY} -m benchmarks.medsr_holdout --factor 2 --axis 2",
+            f"{PY} -m benchmarks.medsr_holdout --factor 3 --axis 2",
+            f"{PY} -m benchmarks.medsr_holdout --factor 4 --axis 2",
+            f"{PY} -m benchmarks.medsr_holdout --factor 4 --axis 2 --model ibp",
+            f"{PY} -m benchmarks.medsr_holdout --factor 2 --axis 2 --in-plane",
         ],
     ),
     "ct_holdout": (
@@ -74,10 +75,10 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         "2 mm slices) is fully held out. At x3 and x4 the thick slices are simulated along "
         "voxel axis 0 (x), because the DICOM series has only 20 slices along z.",
         [
-            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2",
-            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 3 --axis 0",
-            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 4 --axis 0",
-            f"{PY} benchmarks/medsr_holdout.py --modality ct --factor 2 --axis 2 --in-plane",
+            f"{PY} -m benchmarks.medsr_holdout --modality ct --factor 2 --axis 2",
+            f"{PY} -m benchmarks.medsr_holdout --modality ct --factor 3 --axis 0",
+            f"{PY} -m benchmarks.medsr_holdout --modality ct --factor 4 --axis 0",
+            f"{PY} -m benchmarks.medsr_holdout --modality ct --factor 2 --axis 2 --in-plane",
         ],
     ),
     "geosr_holdout": (
@@ -88,8 +89,8 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         "beside bicubic. The cross-check enhances real 30 m Landsat 8 red to 15 m and compares "
         "it with the real 15 m pan band.",
         [
-            f"{PY} benchmarks/geosr_holdout.py --cross",
-            f"{PY} benchmarks/geosr_holdout.py --scale 4",
+            f"{PY} -m benchmarks.geosr_holdout --cross",
+            f"{PY} -m benchmarks.geosr_holdout --scale 4",
         ],
     ),
     "model_speed": (
@@ -97,34 +98,34 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         "Each shipped model beside its interpolation baseline, in a fresh process each, on "
         "generated inputs. No GPU was lent to the sessions that trained these models, so "
         "there are no GPU rows.",
-        [f"{PY} benchmarks/model_speed.py"],
+        [f"{PY} -m benchmarks.model_speed"],
     ),
     "medsr_timing": (
         "medsr enhance timing (256x256x180 volume, this CPU)",
         "End-to-end `enhance_volume` time for x2 in-plane and x4 through-plane.",
-        [f"{PY} benchmarks/medsr_timing.py"],
+        [f"{PY} -m benchmarks.medsr_timing"],
     ),
     "tiling": (
         "Exact tiled inference vs untiled (CPU)",
         "Median seconds of `upscale` with tiles against one whole-image pass, same run.",
-        [f"{PY} benchmarks/tiling_cpu.py"],
+        [f"{PY} -m benchmarks.tiling_cpu"],
     ),
     "geosr_memory": (
         "geosr enhance peak memory against raster size",
         "Peak RSS of a fresh process running `enhance_raster` at x2 on generated 3-band "
         "uint8 rasters; the limit is 1.5 GB.",
-        [f"{PY} benchmarks/geosr_memory.py --sizes 1000 3000 9000 --limit-mb 1500"],
+        [f"{PY} -m benchmarks.geosr_memory --sizes 1000 3000 9000 --limit-mb 1500"],
     ),
     "geosr_throughput": (
         "geosr enhance throughput (this CPU)",
         "Mpix/s of output (all bands) for the default model and baselines.",
-        [f"{PY} benchmarks/geosr_throughput.py"],
+        [f"{PY} -m benchmarks.geosr_throughput"],
     ),
 }
 
 HEADER = """# Benchmarks
 
-Generated by `benchmarks/report.py`, which runs each script below and pastes its output
+Generated by `python -m benchmarks.report`, which runs each script below and pastes its output
 verbatim. Timings are from the machine named in each section; ratios are against a
 baseline measured in the same run.
 """
@@ -148,7 +149,7 @@ def run_section(name: str) -> str:
     for command in commands:
         print(f"$ {command}", file=sys.stderr, flush=True)
         done = subprocess.run(
-            command, shell=True, cwd=ROOT, capture_output=True, text=True, check=False
+            command, shell=True, cwd=REPO_ROOT, capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
             sys.stderr.write(done.stdout + done.stderr)

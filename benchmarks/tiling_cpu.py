@@ -7,8 +7,8 @@ in the same invocation) and the largest absolute difference from the untiled out
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/tiling_cpu.py
-    .venv/bin/python benchmarks/tiling_cpu.py --size 512 --tile 128 256 --repeats 1
+    .venv/bin/python -m benchmarks.tiling_cpu
+    .venv/bin/python -m benchmarks.tiling_cpu --size 512 --tile 128 256 --repeats 1
 
 The networks are freshly initialized (timing does not depend on training); torch keeps its
 default number of threads.
@@ -17,29 +17,13 @@ default number of threads.
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.inference import predict_whole, upscale  # noqa: E402
-from common.models import build_model  # noqa: E402
-
-
-def _median_seconds(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
-    """Median wall time of ``repeats`` calls, and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+from benchmarks.harness import markdown_header, markdown_row, median_time
+from common.inference import predict_whole, upscale
+from common.models import build_model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,25 +45,23 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repeat(s)")
     print()
-    print("| model | image | tile | seconds (median) | tiled/untiled | max abs diff |")
-    print("|---|---|---|---:|---:|---:|")
+    header = ["model", "image", "tile", "seconds (median)", "tiled/untiled", "max abs diff"]
+    print(markdown_header(header, align="lllrrr"))
     for name, model in models.items():
         model.eval()
-        whole_s, whole = _median_seconds(lambda m=model: predict_whole(m, image), args.repeats)
-        print(f"| {name} | {size} | untiled | {whole_s:.3f} | 1.00 | 0 |", flush=True)
+        whole = median_time(lambda m=model: predict_whole(m, image), repeat=args.repeats)
+        print(markdown_row([name, size, "untiled", f"{whole.seconds:.3f}", "1.00", 0]), flush=True)
         for tile in args.tile:
-            tiled_s, tiled = _median_seconds(
+            tiled = median_time(
                 lambda m=model, t=tile: upscale(
                     m, image, tile=t, device="cpu", batch_size=args.batch_size
                 ),
-                args.repeats,
+                repeat=args.repeats,
             )
-            diff = float(np.abs(tiled - whole).max())
-            ratio = tiled_s / whole_s
-            print(
-                f"| {name} | {size} | {tile} | {tiled_s:.3f} | {ratio:.2f} | {diff:.1e} |",
-                flush=True,
-            )
+            diff = float(np.abs(tiled.result - whole.result).max())
+            ratio = tiled.seconds / whole.seconds
+            cells = [name, size, tile, f"{tiled.seconds:.3f}", f"{ratio:.2f}", f"{diff:.1e}"]
+            print(markdown_row(cells), flush=True)
 
 
 if __name__ == "__main__":
