@@ -11,6 +11,9 @@ from typing import Any
 DOMAINS = ("mri", "ct", "rs", "natural")
 # Interpolation baselines are domain-agnostic; their cards say "any".
 CARD_DOMAINS = (*DOMAINS, "any")
+# The default window side, in input pixels, of tiled inference by spatial dimensions: what
+# ``upscale`` uses when a card gives no ``tile_hint``, and the hint written on new cards.
+DEFAULT_TILE_HINT: dict[int, int] = {2: 256, 3: 64}
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,20 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
-        """Builds a card from a dict; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        """Builds a card from a dict; unknown or missing keys are an error naming them."""
+        fields = dataclasses.fields(cls)
+        known = {f.name for f in fields}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model card key(s): {', '.join(unknown)}")
+        required = [
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(f"missing model card key(s): {', '.join(missing)}")
         values = dict(data)
         for key in ("axis_scale", "input_range", "training_data"):
             if key in values:

@@ -7,17 +7,20 @@
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.nn.modules.module import register_module_parameter_registration_hook
+
 from .._version import __version__
-from .architectures import EDSR, ESPCN, SRCNN, Interpolator, SRModule
 from ..errors import SRKitError
-from .card import ModelCard
+from .architectures import EDSR, ESPCN, SRCNN, Interpolator, SRModule
+from .card import DEFAULT_TILE_HINT, ModelCard
 from .layers import interpolation_radius
-from .weights import WEIGHT_SUFFIXES, WeightsError, read_weights
+from .weights import WEIGHT_SUFFIXES, WeightsError, read_card, read_weights
 
 ARCHITECTURES: dict[str, type[SRModule]] = {
     "srcnn": SRCNN,
@@ -79,7 +82,7 @@ def baseline_card(kind: str, dims: int = 2, scale: int = 2) -> ModelCard:
         version=__version__,
         supports_half=True,
         supports_bfloat16=True,
-        tile_hint=512 if dims == 2 else 96,
+        tile_hint=DEFAULT_TILE_HINT[dims],
     )
 
 
@@ -108,16 +111,103 @@ def list_models(domain: str | None = None) -> list[ModelCard]:
     """
     cards = []
     for name in available_shipped():
-        card_file = _shipped_path(name).with_suffix(".json")
-        card = ModelCard.from_dict(json.loads(card_file.read_text()))
+        card = read_card(_shipped_path(name).with_suffix(".json"))
         if domain is None or card.domain == domain:
             cards.append(card)
     return cards
 
 
+class _LargerThanTheFile(Exception):
+    """Raised from the parameter-registration hook to stop building an oversized network."""
+
+
+def _integers(value: Any, where: str) -> Iterator[tuple[str, int]]:
+    """``(dotted path, value)`` of every integer inside hyperparameters."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _integers(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _integers(item, f"{where}[{index}]")
+
+
+def check_hparams_fit(
+    path: str | os.PathLike,
+    architecture: str,
+    hparams: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+) -> None:
+    """Checks, without allocating, that ``hparams`` build a network shaped like ``state``.
+
+    No count or width can exceed the number of values stored in the file; then the network
+    is built on the ``meta`` device (no memory) and abandoned as soon as its parameters
+    outgrow the file; finally its state-dict shapes are compared with the file's. An
+    edited ``depth: 2000000`` is thus refused in milliseconds instead of exhausting memory.
+
+    Raises:
+        WeightsError: naming the file and what does not fit.
+    """
+    stored = sum(int(t.numel()) for t in state.values())
+    for where, value in _integers(dict(hparams), "hparams"):
+        if abs(value) > max(stored, 16):
+            raise WeightsError(
+                f"{path}: weights do not match architecture {architecture!r}: {where} = {value}"
+                f" cannot fit the {stored} values stored in the file; refusing to build it"
+            )
+    registered = 0
+
+    def count(module, name, parameter):  # noqa: ARG001
+        nonlocal registered
+        if parameter is not None:
+            registered += int(parameter.numel())
+            if registered > stored:
+                raise _LargerThanTheFile
+
+    handle = register_module_parameter_registration_hook(count)
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(architecture, **hparams)
+    except _LargerThanTheFile:
+        raise WeightsError(
+            f"{path}: weights do not match architecture {architecture!r}: hparams {dict(hparams)}"
+            f" describe more parameters than the {stored} values stored in the file;"
+            " refusing to build it"
+        ) from None
+    except (TypeError, ValueError, RuntimeError, ModelNotFoundError) as exc:
+        raise WeightsError(
+            f"{path}: weights do not match architecture {architecture!r}: {exc}"
+        ) from exc
+    finally:
+        handle.remove()
+    expected = {key: tuple(t.shape) for key, t in skeleton.state_dict().items()}
+    found = {key: tuple(t.shape) for key, t in state.items()}
+    if expected != found:
+        problems = [f"missing {k}" for k in sorted(set(expected) - set(found))]
+        problems += [f"unexpected {k}" for k in sorted(set(found) - set(expected))]
+        problems += [
+            f"{k}: file {found[k]}, hparams {expected[k]}"
+            for k in sorted(set(expected) & set(found))
+            if expected[k] != found[k]
+        ]
+        raise WeightsError(
+            f"{path}: weights do not match architecture {architecture!r} {dict(hparams)}: "
+            + "; ".join(problems[:4])
+            + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else "")
+        )
+
+
 def model_from_weights(path: str | os.PathLike) -> SRModule:
-    """Rebuilds a network from a weights file this toolkit wrote."""
+    """Rebuilds a network from a weights file this toolkit wrote.
+
+    The hyperparameters are checked against the file's tensors before anything is built
+    (see ``check_hparams_fit``).
+    """
     state, architecture, hparams, card = read_weights(path)
+    check_hparams_fit(path, architecture, hparams, state)
     try:
         model = build_model(architecture, **hparams)
         model.load_state_dict(state, strict=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ from ..models.card import DOMAINS
 
 class ConfigError(SRKitError):
     """An invalid configuration; the message names the file, the key and the problem."""
+
+
+# A run name becomes a folder (runs/<name>) and a file stem: one plain path component.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -232,6 +237,11 @@ class RunConfig:
     output_dir: str = ""
 
     def __post_init__(self) -> None:
+        if not PLAIN_NAME.fullmatch(self.name) or ".." in self.name:
+            raise ConfigError(
+                f"name: must be a plain name (letters, digits, '.', '_', '-'; starting with a"
+                f" letter or digit; no path separators or '..'), got {self.name!r}"
+            )
         if self.domain not in DOMAINS:
             raise ConfigError(f"domain: must be one of {', '.join(DOMAINS)}, got {self.domain!r}")
         if self.train.loss not in ("mse", "l1"):
@@ -344,9 +354,17 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     """Reads a YAML recipe; errors name the file and the offending key."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text YAML file (byte {exc.start} is not UTF-8)") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text YAML file (it holds NUL bytes)")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import torch
 from .. import degradation as deg
 from ..metrics import rgb_to_y
 from ..models.layers import expand_per_axis
-from .config import DataConfig, DegradationConfig
+from .config import ConfigError, DataConfig, DegradationConfig
 
 # A reader turns a path into a float32 array (C, *spatial) in the model's normalized range.
 Reader = Callable[[Path], np.ndarray]
@@ -211,11 +211,6 @@ def plane_pairs(
     return pairs
 
 
-def evaluate_planes(predict: Callable[[np.ndarray], np.ndarray], lr: np.ndarray) -> np.ndarray:
-    """Applies a 2D ``predict`` to every plane ``lr[..., k]`` and stacks the results."""
-    return np.stack([predict(np.ascontiguousarray(lr[..., k])) for k in range(lr.shape[-1])], -1)
-
-
 class PatchSampler:
     """Draws random aligned patch batches from a list of pairs.
 
@@ -302,3 +297,72 @@ class PatchSampler:
 def image_reader(data: DataConfig) -> Reader:
     """The built-in reader for PNG/JPEG/TIFF images, honouring ``data.color``."""
     return lambda path: read_image(path, data.color)
+
+
+@dataclass
+class RunData:
+    """A run's data: training and validation pairs, and the validation files."""
+
+    train_pairs: list[Pair]
+    val_pairs: list[Pair]
+    val_files: list[Path]
+
+
+def load_run_data(
+    data: DataConfig,
+    readers: Mapping[str, Reader],
+    scale: Sequence[int],
+    max_val_items: int = 0,
+    with_validation: bool = True,
+) -> RunData:
+    """Reads and degrades a recipe's training and validation items.
+
+    Args:
+        data: the recipe's ``data`` section.
+        readers: extra readers by name (``image`` is built in).
+        scale: the model's factor per spatial axis.
+        max_val_items: keep only the first this many validation files (0 = all).
+        with_validation: read the validation items (only rank 0 validates).
+
+    Raises:
+        ConfigError: an unknown reader, or validation files that are also training files
+            without disjoint ``train_region``/``val_region``.
+    """
+    all_readers = {"image": image_reader(data), **readers}
+    if data.reader not in all_readers:
+        raise ConfigError(
+            f"data.reader: unknown reader {data.reader!r}; available: {', '.join(all_readers)}"
+        )
+    reader = all_readers[data.reader]
+    suffixes = IMAGE_SUFFIXES if data.reader == "image" else ()
+    train_files = expand_paths(data.train, data.root, suffixes)
+    val_files = expand_paths(data.val, data.root, suffixes) if data.val else []
+    if max_val_items:
+        val_files = val_files[:max_val_items]
+    overlap = sorted(set(map(str, train_files)) & set(map(str, val_files)))
+    if overlap and not (
+        data.train_region
+        and data.val_region
+        and regions_disjoint(data.train_region, data.val_region)
+    ):
+        raise ConfigError(
+            f"validation files are also training files: {', '.join(overlap[:3])}"
+            " (a spatial hold-out needs disjoint data.train_region and data.val_region)"
+        )
+    val_reader = region_reader(reader, data.val_region)
+    reader = region_reader(reader, data.train_region)
+    degradation = data.degradation
+    if data.planes:
+        train_pairs = plane_pairs(train_files, reader, scale, degradation)
+        # held-out volumes: the last axis is the thick one, planes run along the first
+        val_pairs = (
+            plane_pairs(val_files, val_reader, scale, degradation, orders=[(2, 1, 0)])
+            if with_validation
+            else []
+        )
+    else:
+        train_pairs = load_pairs(train_files, reader, scale, degradation, data.rescale)
+        val_pairs = load_pairs(val_files, val_reader, scale, degradation) if with_validation else []
+    if data.split_channels:
+        train_pairs, val_pairs = split_channels(train_pairs), split_channels(val_pairs)
+    return RunData(train_pairs, val_pairs, val_files)

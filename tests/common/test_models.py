@@ -428,3 +428,40 @@ def test_srcnn_forward_is_body_of_bicubic_upsampling():
         # and the bicubic step matters: nearest pre-upsampling gives something else
         nearest = Interpolator("nearest", dims=2, scale=3)(x)
         assert (model(x) - model.body(nearest)).abs().max() > 1e-4
+
+
+# --------------------------------------------------------------------------- defaults and writes
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_baseline_cards_use_the_shared_default_tile_hint(dims):
+    from common.inference import tiling
+    from common.models.card import DEFAULT_TILE_HINT
+    from common.models.registry import baseline_card
+
+    assert baseline_card("bicubic", dims).tile_hint == DEFAULT_TILE_HINT[dims]
+    assert DEFAULT_TILE_HINT[dims] == tiling.DEFAULT_TILE[dims]
+
+
+def test_save_model_lands_weights_and_card_together_or_neither(tmp_path, monkeypatch):
+    """A failing card write (disk full) leaves the previous pair intact and no temporaries."""
+    from pathlib import Path
+
+    model = build_model("srcnn", **TINY["srcnn"])
+    path = save_model(model, tmp_path / "m.safetensors", _make_card(model))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["m.json", "m.safetensors"]
+
+    write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name.startswith(".m.json"):
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    torch.manual_seed(1)
+    other = build_model("srcnn", **TINY["srcnn"])
+    with pytest.raises(OSError, match="No space left"):
+        save_model(other, path, _make_card(other, name="other"))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -211,18 +211,13 @@ def test_plane_pairs_cover_six_orientations_and_sample_aligned_2d_patches():
         )
 
 
-def test_planes_training_validates_on_the_held_out_volume_thick_along_z(tmp_path):
-    """A 2D (2, 1) model learns from the planes of volumes; the card's PSNR is what the
-    exported model gives on the held-out volume's planes with z as the thick axis."""
-    from common.metrics import psnr, shave
-    from common.training.config import DegradationConfig
-    from common.training.data import evaluate_planes
-
+def _train_on_volumes(tmp_path: Path, **train):
+    """A 2D (2, 1) model trained on the planes of three random volumes; v2 is held out."""
     rng = np.random.default_rng(3)
     vols = {f"v{i}.npy": rng.random((1, 16, 16, 16)).astype(np.float32) for i in range(3)}
     for name, vol in vols.items():
         np.save(tmp_path / name, vol)
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, **train)
     cfg["model"].update(scale=[2, 1])
     cfg["data"].update(
         root=str(tmp_path),
@@ -234,14 +229,32 @@ def test_planes_training_validates_on_the_held_out_volume_thick_along_z(tmp_path
         degradation={"kind": "thick_slice", "profile": "box"},
     )
     result = run_training(cfg, readers={"npy": lambda p: np.load(p)}, progress=False)
+    return result, vols["v2.npy"]
+
+
+def test_planes_training_validates_on_the_held_out_volume_thick_along_z(tmp_path, monkeypatch):
+    """A 2D (2, 1) model learns from the planes of volumes; the card's PSNR is what the
+    inference API (``upscale_planes``, as enhance runs it) gives on the held-out volume's
+    planes with z as the thick axis, to 1e-6 dB."""
+    from common.inference import upscale_planes
+    from common.inference.planes import Planewise
+    from common.metrics import psnr, shave
+    from common.training.config import DegradationConfig
+
+    calls = []
+    forward = Planewise.forward
+    monkeypatch.setattr(Planewise, "forward", lambda self, x: calls.append(1) or forward(self, x))
+    result, held_out = _train_on_volumes(tmp_path)
+    assert calls, "validation did not run through the inference path (upscale_planes)"
     model = load_model(result.weights)
     assert model.card.axis_scale == (2, 1) and model.dims == 2
 
-    hr = vols["v2.npy"].transpose(0, 3, 2, 1)  # (Z, Y, X): thick axis first, planes along X
+    hr = held_out.transpose(0, 3, 2, 1)  # (Z, Y, X): thick axis first, planes along X
     lr = degrade(hr, (2, 1, 1), DegradationConfig(kind="thick_slice", profile="box"))
-    pred = evaluate_planes(lambda plane: upscale(model, plane, scale=(2, 1)), lr)
+    planes_first = np.ascontiguousarray(np.moveaxis(lr, -1, 1))
+    pred = np.moveaxis(upscale_planes(model, planes_first, device="cpu"), 1, -1)
     expected = psnr(shave(pred, 2, spatial_dims=3), shave(hr, 2, spatial_dims=3), data_range=1)
-    assert model.card.metrics["psnr"] == pytest.approx(expected, abs=1e-5)
+    assert model.card.metrics["psnr"] == pytest.approx(expected, abs=1e-6)
     assert model.card.metrics["baseline"] == "bicubic"
 
 
@@ -291,6 +304,13 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
     rows = list(csv.DictReader((resumed.output_dir / "log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # the EMA (and its update count) resumes exactly too
+    ema_straight, ema_resumed = (
+        torch.load(run.output_dir / "last.pt", weights_only=True) for run in (straight, resumed)
+    )
+    assert ema_straight["ema_n_averaged"] == ema_resumed["ema_n_averaged"] == 30
+    for key, value in ema_straight["ema"].items():
+        torch.testing.assert_close(ema_resumed["ema"][key], value, rtol=0, atol=0, msg=key)
 
 
 def test_init_weights_fine_tunes_from_an_exported_model(tmp_path):
@@ -485,3 +505,161 @@ def test_card_input_range_reaches_the_exported_card(tmp_path):
     assert run_training(cfg, progress=False).card.input_range == (0.0, 3.0)
     with pytest.raises(ConfigError, match=r"card.input_range: needs \[low, high\]"):
         config_from_dict({**tiny_config_min(), "card": {"input_range": [1.0, 1.0]}})
+
+
+# ---------------------------------------------------------------- checkpoints and safety
+
+
+def _ema_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The EMA network's tensors in a ``last.pt`` as saved (either layout)."""
+    return {
+        key.removeprefix("module."): value
+        for key, value in checkpoint["ema"].items()
+        if key != "n_averaged"
+    }
+
+
+def test_loading_a_checkpoint_gives_its_ema_weights(tmp_path):
+    """``load_model("runs/x/last.pt")`` is the EMA network, not the raw weights."""
+    result = run_training(
+        tiny_config(tmp_path, epochs=1, iters_per_epoch=3, ema_decay=0.5), progress=False
+    )
+    checkpoint_path = result.output_dir / "last.pt"
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    ema, raw = _ema_weights(checkpoint), checkpoint["model"]
+    loaded = load_model(checkpoint_path).state_dict()
+    assert loaded.keys() == ema.keys() == raw.keys()
+    for key in loaded:
+        torch.testing.assert_close(loaded[key], ema[key], rtol=0, atol=0, msg=key)
+    assert any(
+        not torch.equal(loaded[key], raw[key]) for key in raw if raw[key].is_floating_point()
+    )
+    for key, value in result.model.state_dict().items():  # and the raw ones are the model's
+        torch.testing.assert_close(raw[key], value.cpu(), rtol=0, atol=0, msg=key)
+
+
+def test_checkpoint_record_round_trips_and_reads_the_older_layout(tmp_path):
+    from common.models.weights import TrainingCheckpoint, WeightsError
+    from common.training.checkpoint import load_checkpoint, save_checkpoint
+
+    weights = {"w": torch.arange(4.0), "b": torch.ones(2)}
+    ema = {"w": torch.arange(4.0) / 2, "b": torch.zeros(2)}
+    record = TrainingCheckpoint(
+        architecture="srcnn",
+        hparams={"widths": [8, 4]},
+        model=weights,
+        ema=ema,
+        ema_n_averaged=7,
+        epoch=3,
+        step=45,
+        best=28.5,
+        best_metrics={"psnr": 28.5, "val_files": ["a.png"]},
+        rng=np.random.default_rng(1).bit_generator.state,
+        torch_rng=torch.get_rng_state(),
+        config={"model": {}},
+        world_size=2,
+    )
+    path = save_checkpoint(record, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    back = load_checkpoint(path)
+    assert back.best_metrics == record.best_metrics and back.rng == record.rng
+    assert (back.epoch, back.step, back.best, back.world_size) == (3, 45, 28.5, 2)
+    assert back.ema_n_averaged == 7 and back.inference_state is back.ema
+    torch.testing.assert_close(back.ema["w"], ema["w"])
+    # the layout written before the record existed: an AveragedModel state dict
+    older = record.to_dict() | {
+        "ema": {"n_averaged": torch.tensor(5), **{f"module.{k}": v for k, v in ema.items()}},
+        "ema_n_averaged": None,
+    }
+    del older["ema_n_averaged"]
+    parsed = TrainingCheckpoint.from_dict(older, "old.pt")
+    assert parsed.ema_n_averaged == 5 and sorted(parsed.ema) == ["b", "w"]
+    with pytest.raises(WeightsError, match="old.pt: unknown checkpoint key.*ema_model"):
+        TrainingCheckpoint.from_dict(older | {"ema_model": {}}, "old.pt")
+
+
+def test_checkpoint_write_failure_leaves_the_previous_checkpoint_and_no_temporaries(
+    tmp_path, monkeypatch
+):
+    cfg = tiny_config(tmp_path, epochs=2, iters_per_epoch=2)
+    run_training(cfg, progress=False, max_epochs=1)
+    run_dir = tmp_path / "run"
+    before = {p.name for p in run_dir.iterdir()}
+    good = (run_dir / "last.pt").read_bytes()
+
+    def disk_full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_training(cfg, progress=False, resume=True)
+    assert (run_dir / "last.pt").read_bytes() == good
+    assert {p.name for p in run_dir.iterdir()} == before  # no .tmp / .partial left behind
+
+
+def test_validation_psnr_is_the_inference_api_psnr_on_images(tmp_path):
+    """2D images: the card's PSNR equals ``common.inference.upscale`` scored by hand."""
+    from common.metrics import psnr, shave
+    from common.training.config import DegradationConfig
+    from common.training.data import image_reader, load_pairs
+
+    cfg = tiny_config(tmp_path, epochs=1, iters_per_epoch=3)
+    result = run_training(cfg, progress=False)
+    model = load_model(result.weights)
+    reader = image_reader(config_from_dict(cfg).data)
+    pairs = load_pairs(
+        sorted((tmp_path / "images").glob("val_*.png")), reader, (2, 2), DegradationConfig()
+    )
+    scores = [
+        psnr(
+            shave(upscale(model, p.lr, device="cpu"), 2, spatial_dims=2),
+            shave(p.hr, 2, spatial_dims=2),
+            data_range=1.0,
+        )
+        for p in pairs
+    ]
+    assert result.card.metrics["psnr"] == pytest.approx(float(np.mean(scores)), abs=1e-6)
+
+
+def test_exported_card_carries_the_shared_default_tile_hint(tmp_path):
+    from common.inference import tiling
+    from common.models.card import DEFAULT_TILE_HINT
+
+    result = run_training(tiny_config(tmp_path, epochs=1, iters_per_epoch=2), progress=False)
+    assert result.card.tile_hint == DEFAULT_TILE_HINT[2] == tiling.DEFAULT_TILE[2]
+
+
+@pytest.mark.parametrize("name", ["../../..", "a/b", "..", "a..b", "/abs", ".hidden", "", "x y"])
+def test_recipe_name_must_be_a_plain_name(name, tmp_path):
+    with pytest.raises(ConfigError, match="name: must be a plain name"):
+        config_from_dict({**tiny_config_min(), "name": name})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**tiny_config_min(), "name": name}))
+    with pytest.raises(ConfigError, match=r"r.yaml: name: must be a plain name"):
+        load_config(recipe)
+
+
+def test_traversing_recipe_name_writes_nothing_outside_runs(tmp_path, monkeypatch):
+    """``name: ../../..`` would put runs/<name> (and <name>.safetensors) two folders up."""
+    work = tmp_path / "a" / "b" / "c" / "d"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    cfg = tiny_config(work, epochs=1, iters_per_epoch=1)
+    cfg["name"] = "../../.."
+    del cfg["output_dir"]
+    with pytest.raises(ConfigError, match="name: must be a plain name"):
+        run_training(cfg, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c"]
+
+
+def test_binary_recipe_is_a_config_error(tmp_path):
+    binary = tmp_path / "model.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    with pytest.raises(ConfigError, match=r"model.yaml: not a text YAML file"):
+        load_config(binary)
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"name: x\x00\x00\n")
+    with pytest.raises(ConfigError, match=r"nul.yaml: not a text YAML file"):
+        load_config(nul)
