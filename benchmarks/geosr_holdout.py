@@ -102,7 +102,7 @@ def run_case(
     hr = held_out_crop(sources, tmp / "hr.tif", scale)
     lr = simulate_raster(hr, tmp / "lr.tif", factor=scale, kernel=kernel)
     timing = median_time(
-        lambda: enhance_raster(lr, tmp / "sr.tif", EnhanceOptions(scale=scale, model=model)),
+        lambda: enhance_raster(lr, tmp / "sr.tif", EnhanceOptions(scale=scale, model=model, overwrite=True)),
         repeat=1,
     )
     result, seconds = timing.result, timing.seconds
@@ -141,7 +141,7 @@ def cross_resolution(model: str | None, tmp: Path) -> list[dict]:
     rows = []
     for method in ("bicubic", model):
         out = tmp / "b4_sr.tif"
-        result = enhance_raster(red, out, EnhanceOptions(scale=2, model=method))
+        result = enhance_raster(red, out, EnhanceOptions(scale=2, model=method, overwrite=True))
         with rasterio.open(out) as sr, rasterio.open(SHARED_DATA / L8 / "l8_B8.tif") as pan_src:
             pred = sr.read(1).astype(np.float64)
             pan = np.zeros_like(pred)

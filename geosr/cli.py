@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import sys
 import warnings
 from pathlib import Path
 
 import click
 
-from common.cli import make_group, models_command
+from common.cli import EXIT_USAGE, make_group, models_command
 from common.training.cli import make_train_command
 
 main = make_group("geosr", "Super-resolution of GeoTIFF rasters with georeferencing kept.")
@@ -104,9 +105,11 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Passed to the core (no effect: each window is one forward pass).",
+    help="Windows per forward pass (default 1); more helps on a GPU, same result.",
 )
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default CUDA when available).")
+@click.option(
+    "--device", default=None, help="cpu, cuda, cuda:N or mps (default CUDA when available)."
+)
 @click.option(
     "--window",
     type=click.IntRange(min=16),
@@ -115,8 +118,24 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
     help="Output window side, pixels (memory vs overhead).",
 )
 @click.option(
-    "--allow-no-crs", is_flag=True, help="Upscale rasters without a CRS (output has none)."
+    "--allow-no-crs",
+    is_flag=True,
+    help="Upscale rasters without a CRS, or without a geotransform, in pixel space "
+    "(the output lacks it too).",
 )
+@click.option(
+    "--categorical",
+    is_flag=True,
+    help="Class or palette-index bands: nearest neighbour, raw values, colour table kept.",
+)
+@click.option(
+    "--max-output-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse outputs with more width*height*bands values "
+    "(default $SRKIT_MAX_OUTPUT_PIXELS, else 4e9).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 def enhance(
@@ -135,15 +154,23 @@ def enhance(
     device,
     window,
     allow_no_crs,
+    categorical,
+    max_output_pixels,
+    overwrite,
     no_progress,
     verbose,
 ):
-    """Super-resolve INPUTS (files, folders or globs) into tiled, compressed GeoTIFFs."""
-    from .enhance import EnhanceOptions, batch_targets, check_scale, enhance_raster
+    """Super-resolve INPUTS (files, folders or globs) into tiled, compressed GeoTIFFs.
+
+    A batch goes on past a file that fails: each failure is one ``error:`` line, and the
+    exit code is 2 if any file failed.
+    """
+    from .enhance import EnhanceOptions, batch_targets, check_device, check_scale
 
     if keep_crs and dst_crs:
         raise click.ClickException("--keep-crs and --dst-crs contradict each other; pass one")
     factor = check_scale(scale)
+    check_device(device)
     files, batch = _expand_inputs(inputs)
     options = EnhanceOptions(
         scale=factor,
@@ -158,14 +185,54 @@ def enhance(
         device=device,
         window=window,
         allow_no_crs=allow_no_crs,
+        categorical=categorical,
+        max_output_pixels=max_output_pixels,
+        overwrite=overwrite,
         progress=not no_progress,
         log=lambda text: click.echo(text, err=True),
     )
-    targets = batch_targets(files, output, factor) if batch else [Path(output) if output else None]
     with _warnings_to_stderr():
+        if not batch:
+            _enhance_one(files[0], Path(output) if output else None, options)
+            return
+        targets = batch_targets(files, output, factor)
+        if _enhance_batch(files, targets, Path(output) if output else None, options):
+            sys.exit(EXIT_USAGE)  # each failure was reported on its own line
+
+
+def _enhance_one(path: Path, target: Path | None, options) -> None:
+    from .enhance import enhance_raster
+
+    result = enhance_raster(path, target, options)
+    click.echo(f"wrote {result.output}")
+
+
+def _enhance_batch(files, targets, folder: Path | None, options) -> int:
+    """Enhances every file, reporting failures (user errors) as ``error:`` lines.
+
+    Creates ``folder`` if needed and removes it again when it stays empty. Returns the
+    number of files that failed; a bug (any other exception) still stops the batch.
+    """
+    from common.errors import SRKitError, first_line
+
+    created = folder is not None and not folder.exists()
+    if created:
+        folder.mkdir()
+    failures = 0
+    try:
         for path, target in zip(files, targets):
-            result = enhance_raster(path, target, options)
-            click.echo(f"wrote {result.output}")
+            try:
+                _enhance_one(path, target, options)
+            except (SRKitError, OSError) as exc:
+                failures += 1
+                message = first_line(exc)
+                if path.name not in message:
+                    message = f"{path}: {message}"
+                click.echo(f"error: {message}", err=True)
+    finally:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
+    return failures
 
 
 @main.command("info")

@@ -20,6 +20,7 @@ import rasterio
 
 from common import metrics, upscale
 
+from .errors import GeosrError
 from .georef import output_transform
 from .masks import fill_invalid
 from .normalize import band_scaling
@@ -43,13 +44,13 @@ def _read(path: Path):
 
 def _check_grid(a, b, name_a: str, name_b: str) -> None:
     if (a[2], a[3]) != (b[2], b[3]):
-        raise ValueError(
+        raise GeosrError(
             f"{name_a} is {a[2]}x{a[3]} but {name_b} is {b[2]}x{b[3]}; they must share the grid"
         )
     if a[0] != b[0]:
-        raise ValueError(f"{name_a} and {name_b} have different CRS ({a[0]} vs {b[0]})")
+        raise GeosrError(f"{name_a} and {name_b} have different CRS ({a[0]} vs {b[0]})")
     if not a[1].almost_equals(b[1], precision=1e-6 * max(abs(b[1].a), abs(b[1].e), 1e-12)):
-        raise ValueError(f"{name_a} and {name_b} have different transforms ({a[1]!r} vs {b[1]!r})")
+        raise GeosrError(f"{name_a} and {name_b} have different transforms ({a[1]!r} vs {b[1]!r})")
 
 
 def _scores(
@@ -99,14 +100,14 @@ def evaluate_rasters(
     ref_raw, ref_valid, scalings, ref_grid = _read(ref_path)
     _check_grid(pred_grid, ref_grid, pred_path.name, ref_path.name)
     if pred_raw.shape[0] != ref_raw.shape[0]:
-        raise ValueError(
+        raise GeosrError(
             f"{pred_path.name} has {pred_raw.shape[0]} bands, {ref_path.name} {ref_raw.shape[0]}"
         )
     pred = np.stack([sc.forward(b) for sc, b in zip(scalings, pred_raw)])
     ref = np.stack([sc.forward(b) for sc, b in zip(scalings, ref_raw)])
     mask = (pred_valid & ref_valid).all(axis=0)
     if not mask.any():
-        raise ValueError(f"{pred_path.name} and {ref_path.name} have no valid pixel in common")
+        raise GeosrError(f"{pred_path.name} and {ref_path.name} have no valid pixel in common")
     if scale is None:
         with open_raster(pred_path) as src:
             tag = src.tags().get("SR_SCALE", "1")
@@ -123,7 +124,7 @@ def evaluate_rasters(
         lr_raw, lr_valid, _, lr_grid = _read(lr_path)
         factor = ref_grid[2] / lr_grid[2]
         if factor != int(factor) or ref_grid[3] != lr_grid[3] * int(factor):
-            raise ValueError(
+            raise GeosrError(
                 f"{ref_path.name} ({ref_grid[2]}x{ref_grid[3]}) is not an integer multiple of "
                 f"{lr_path.name} ({lr_grid[2]}x{lr_grid[3]})"
             )
@@ -132,7 +133,7 @@ def evaluate_rasters(
         if lr_grid[0] != ref_grid[0] or not expected.almost_equals(
             ref_grid[1], precision=1e-9 * max(abs(ref_grid[1].a), 1e-12)
         ):
-            raise ValueError(
+            raise GeosrError(
                 f"{lr_path.name} upscaled x{scale} does not land on {ref_path.name}'s grid "
                 f"({expected!r} vs {ref_grid[1]!r})"
             )

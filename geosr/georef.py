@@ -10,7 +10,10 @@ leaves the rotation terms unscaled and puts a rotated grid's far corner kilometr
 Rasters located by ground control points (GCPs) or rational polynomial coefficients
 (RPCs) have no affine grid to scale: they are refused with a message that says how to
 orthorectify them first. A raster without a CRS is refused unless the caller allows it,
-in which case the output gets the scaled transform and no CRS, with a warning.
+in which case the output gets the scaled transform and no CRS, with a warning. A raster
+with a CRS but no geotransform (GDAL reports the identity) is not located on the map
+either: refused the same way; allowed, the output keeps the CRS and has no geotransform
+(a scaled identity would put it at a made-up place in a real CRS).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from dataclasses import dataclass
 
 from affine import Affine
 
-from common.errors import SRKitError
+from .errors import GeosrError
 
 
-class GeoreferenceError(SRKitError):
+class GeoreferenceError(GeosrError):
     """A raster whose georeferencing the contract cannot keep; the message says why."""
 
 
@@ -34,7 +37,7 @@ def output_transform(transform: Affine, scale: int | float) -> Affine:
     origin (upper-left corner of pixel (0, 0)) is unchanged.
     """
     if not scale > 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
+        raise GeosrError(f"scale must be > 0, got {scale}")
     return transform @ Affine.scale(1.0 / scale)
 
 
@@ -55,11 +58,12 @@ def corners(transform: Affine, height: int, width: int) -> list[tuple[float, flo
 
 @dataclass(frozen=True)
 class Georeference:
-    """How a raster is located: ``kind`` is ``"affine"`` or ``"none"`` (no CRS, allowed)."""
+    """How a raster is located: ``kind`` is ``"affine"``, ``"none"`` (no CRS, allowed) or
+    ``"no_transform"`` (a CRS without a geotransform, allowed; ``transform`` is ``None``)."""
 
     kind: str
     crs: object
-    transform: Affine
+    transform: Affine | None
 
 
 def check_georeference(src, name: str, *, allow_no_crs: bool = False) -> Georeference:
@@ -71,7 +75,8 @@ def check_georeference(src, name: str, *, allow_no_crs: bool = False) -> Georefe
         allow_no_crs: proceed without a CRS (warning) instead of raising.
 
     Raises:
-        GeoreferenceError: GCP- or RPC-located raster, or no CRS when not allowed.
+        GeoreferenceError: GCP- or RPC-located raster, or no CRS or no geotransform when
+            not allowed.
     """
     gcps, gcp_crs = src.gcps
     if gcps:
@@ -96,4 +101,17 @@ def check_georeference(src, name: str, *, allow_no_crs: bool = False) -> Georefe
             stacklevel=2,
         )
         return Georeference("none", None, src.transform)
+    if src.transform.is_identity:
+        message = (
+            f"{name}: has a CRS but no geotransform (its pixels are not located on the map); "
+            "pass --allow-no-crs to upscale it in pixel space (the output will have no "
+            "geotransform)"
+        )
+        if not allow_no_crs:
+            raise GeoreferenceError(message)
+        warnings.warn(
+            f"{name}: no geotransform; the output keeps the CRS and has no geotransform",
+            stacklevel=2,
+        )
+        return Georeference("no_transform", src.crs, None)
     return Georeference("affine", src.crs, src.transform)

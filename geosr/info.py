@@ -10,6 +10,7 @@ import numpy as np
 import rasterio
 
 from .enhance import EnhanceOptions, check_scale, default_output, plan_enhance, window_step
+from .errors import GeosrError
 from .georef import GeoreferenceError, check_georeference, output_shape, output_transform
 from .raster import GDAL_ENV, block_size, open_raster
 
@@ -64,7 +65,11 @@ def describe_raster(
             lines.append(f"warning:     enhance refuses it: {exc}")
         options = EnhanceOptions(scale=scale, model=model, bands=bands, normalize=normalize)
         messages: list[str] = []
-        plan, choice = plan_enhance(src, path.name, options, messages)
+        try:
+            plan, choice = plan_enhance(src, path.name, options, messages)
+        except GeosrError as exc:  # palette, complex or bad options: say so, plan nothing
+            lines.append(f"warning:     enhance refuses it: {exc}")
+            return "\n".join(lines)
         height, width = output_shape(src.height, src.width, scale)
         block = block_size(scale, options.block)
         step = window_step(scale, block, options)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from common import list_models, load_model
 from common.models import SRModule
 
+from .errors import GeosrError
+
 FALLBACK = "bicubic"
 
 
@@ -62,14 +64,14 @@ def prepare_model(spec: str, scale: int, band_count: int) -> SRModule:
     if model.flexible_scale:
         model = model.with_scale(scale)
     elif model.dims != 2:
-        raise ValueError(f"model {spec!r} is {model.dims}D; geosr needs a 2D model")
+        raise GeosrError(f"model {spec!r} is {model.dims}D; geosr needs a 2D model")
     elif tuple(model.scale) != (scale, scale):
-        raise ValueError(
+        raise GeosrError(
             f"model {spec!r} is trained for x{model.scale[0]}, not x{scale}; "
             f"pass --scale {model.scale[0]} or another model"
         )
     if model.channels not in (0, 1, band_count):
-        raise ValueError(
+        raise GeosrError(
             f"model {spec!r} takes {model.channels} band(s), the selection has {band_count}; "
             "choose bands with --bands"
         )

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import GeosrError
+
 MODES = ("auto", "dtype", "stats", "none")
 INTEGER_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32")
 # How far (in units of the card's range width) normalized data may stray before a warning.
@@ -66,20 +68,20 @@ def band_scaling(
         ValueError: unknown mode, ``stats`` mode without stats, or a zero scale tag.
     """
     if mode not in MODES:
-        raise ValueError(f"unknown normalization {mode!r}; choose from {', '.join(MODES)}")
+        raise GeosrError(f"unknown normalization {mode!r}; choose from {', '.join(MODES)}")
     scale = 1.0 if scale is None else float(scale)
     offset = 0.0 if offset is None else float(offset)
     if mode == "none":
         return BandScaling(0.0, 1.0, "none")
     if mode == "stats":
         if stats is None:
-            raise ValueError("stats normalization needs the band's (low, high) range")
+            raise GeosrError("stats normalization needs the band's (low, high) range")
         low, high = float(stats[0]), float(stats[1])
         span = high - low if high > low else 1.0
         return BandScaling(low, span, f"stats [{low:g}, {high:g}]")
     if scale != 1.0 or offset != 0.0:
         if scale == 0:
-            raise ValueError("band scale tag is 0; cannot normalize")
+            raise GeosrError("band scale tag is 0; cannot normalize")
         return BandScaling(
             -offset / scale, 1.0 / scale, f"scale/offset tags ({scale:g}, {offset:g})"
         )

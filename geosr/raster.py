@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 
 from common import __version__
-from common.errors import SRKitError
+
+from .errors import GeosrError
 
 # GDAL block cache capped at 64 MB (rasterio takes bytes: a bare 64 would mean 64 bytes
 # and make windowed reads ~100x slower); masks are written inside the TIFF.
@@ -21,7 +23,7 @@ COMPRESSION = "DEFLATE"
 GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_TIFF_INTERNAL_MASK": True}
 
 
-class RasterInputError(SRKitError):
+class RasterInputError(GeosrError):
     """An input that cannot be read; the message names the file and the problem."""
 
 
@@ -43,6 +45,20 @@ def open_raster(path: str | os.PathLike):
         raise RasterInputError(f"{path}: not a readable raster ({detail})") from None
 
 
+@contextlib.contextmanager
+def read_errors(name: str) -> Iterator[None]:
+    """Turns a failed read inside the block (a truncated or corrupt file) into a
+    ``RasterInputError`` that names the file and gives GDAL's reason."""
+    try:
+        yield
+    except rasterio.errors.RasterioIOError as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else "read failed"
+        raise RasterInputError(
+            f"{name}: truncated or corrupt raster, a read failed ({detail})"
+        ) from None
+
+
 def parse_bands(text: str | Sequence[int] | None, count: int) -> list[int]:
     """1-based band indices from ``"1,2,3"`` (or a sequence); ``None`` selects all bands.
 
@@ -55,18 +71,18 @@ def parse_bands(text: str | Sequence[int] | None, count: int) -> list[int]:
         try:
             bands = [int(part) for part in text.split(",") if part.strip()]
         except ValueError:
-            raise ValueError(
+            raise GeosrError(
                 f"--bands {text!r}: expected comma-separated band numbers, e.g. 1,2,3"
             ) from None
     else:
         bands = [int(b) for b in text]
     if not bands:
-        raise ValueError("--bands selects no band")
+        raise GeosrError("--bands selects no band")
     bad = [b for b in bands if not 1 <= b <= count]
     if bad:
-        raise ValueError(f"--bands {bad}: the raster has bands 1..{count}")
+        raise GeosrError(f"--bands {bad}: the raster has bands 1..{count}")
     if len(set(bands)) != len(bands):
-        raise ValueError(f"--bands {bands}: a band is repeated")
+        raise GeosrError(f"--bands {bands}: a band is repeated")
     return bands
 
 
@@ -111,14 +127,15 @@ def read_valid(
 ) -> np.ndarray:
     """Boolean validity ``(len(bands), h, w)`` of ``data`` read from ``window``.
 
-    Uses GDAL's masks (nodata, alpha, mask band) and treats NaN as invalid.
+    Uses GDAL's masks (nodata, alpha, mask band) and treats non-finite values (NaN,
+    +-Inf) as invalid: an Inf would spread over the model's whole receptive field.
     """
     if layout.mask_kind == "none":
         valid = np.ones(data.shape, dtype=bool)
     else:
         valid = _quiet_read_masks(src, bands, window) > 0
     if np.issubdtype(data.dtype, np.floating):
-        valid &= ~np.isnan(data)
+        valid &= np.isfinite(data)
     return valid
 
 
@@ -188,7 +205,9 @@ def provenance_tags(model: str, scale: int, note: str = "", **extra: str) -> dic
     return tags
 
 
-def estimate_ranges(src, bands: Sequence[int], max_side: int = 1024) -> list[tuple[float, float]]:
+def estimate_ranges(
+    src, bands: Sequence[int], max_side: int = 1024, name: str | None = None
+) -> list[tuple[float, float]]:
     """Per-band 0.1 and 99.9 percentiles of valid raw values from a decimated read.
 
     The read uses overviews when present, else GDAL's nearest decimation, so memory stays
@@ -196,7 +215,9 @@ def estimate_ranges(src, bands: Sequence[int], max_side: int = 1024) -> list[tup
     """
     factor = max(1, int(np.ceil(max(src.height, src.width) / max_side)))
     shape = (len(bands), max(1, src.height // factor), max(1, src.width // factor))
-    data = src.read(list(bands), out_shape=shape, masked=True).astype(np.float64)
+    name = name or Path(src.name).name
+    with read_errors(name):
+        data = src.read(list(bands), out_shape=shape, masked=True).astype(np.float64)
     ranges = []
     for band in data:
         values = band.compressed()

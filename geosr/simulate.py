@@ -10,7 +10,6 @@ is invalid. The raster is read whole: meant for chips and scenes that fit in mem
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -19,11 +18,14 @@ import numpy as np
 import rasterio
 
 from common import degradation as deg
+from common.io import atomic_output
 
-from .enhance import check_output, check_scale, move_into_place, temporary_path
+from .errors import GeosrError
 from .georef import check_georeference, output_transform
 from .masks import fill_invalid
 from .normalize import band_scaling, to_output_dtype
+from .outputs import check_output
+from .plan import check_scale
 from .raster import (
     GDAL_ENV,
     band_layout,
@@ -49,7 +51,7 @@ def degrade_array(
         return deg.gaussian_mtf_downsample(
             normalized, factor, mtf_at_nyquist, spatial_dims=2
         ).astype(np.float32)
-    raise ValueError(f"--kernel {kernel!r}: choose from {', '.join(KERNELS)}")
+    raise GeosrError(f"--kernel {kernel!r}: choose from {', '.join(KERNELS)}")
 
 
 def simulate_raster(
@@ -70,8 +72,8 @@ def simulate_raster(
     hr_path, lr_path = Path(hr_path), Path(lr_path)
     factor = check_scale(factor)
     if kernel not in KERNELS:
-        raise ValueError(f"--kernel {kernel!r}: choose from {', '.join(KERNELS)}")
-    check_output(hr_path, lr_path)
+        raise GeosrError(f"--kernel {kernel!r}: choose from {', '.join(KERNELS)}")
+    check_output(hr_path, lr_path, overwrite=True)  # simulate replaces its output
     with rasterio.Env(**GDAL_ENV), open_raster(hr_path) as src:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore" if allow_no_crs else "default")
@@ -80,7 +82,7 @@ def simulate_raster(
         layout = band_layout(src, selected)
         h, w = src.height // factor * factor, src.width // factor * factor
         if h == 0 or w == 0:
-            raise ValueError(
+            raise GeosrError(
                 f"{hr_path.name}: {src.width}x{src.height} is smaller than factor {factor}"
             )
         window = rasterio.windows.Window(0, 0, w, h)
@@ -121,12 +123,12 @@ def simulate_raster(
             profile["nodata"] = nodata
         tags = provenance_tags("simulate", factor, "", kernel=kernel, input=hr_path.name)
         tags["SR_SCALE"] = f"1/{factor}"
-        with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(temporary_path(lr_path))
-            with rasterio.open(tmp, "w", **profile) as dst:
-                copy_metadata(src, dst, selected, tags)
-                dst.write(out)
-                if layout.mask_kind == "mask":
-                    dst.write_mask(np.where(lr_valid, 255, 0).astype(np.uint8))
-            move_into_place(tmp, lr_path)
+        with (
+            atomic_output(lr_path, overwrite=True) as tmp,
+            rasterio.open(tmp, "w", **profile) as dst,
+        ):
+            copy_metadata(src, dst, selected, tags)
+            dst.write(out)
+            if layout.mask_kind == "mask":
+                dst.write_mask(np.where(lr_valid, 255, 0).astype(np.uint8))
     return lr_path

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from .errors import GeosrError
 from .normalize import band_scaling
 from .raster import GDAL_ENV, band_layout, open_raster, read_valid
 
@@ -50,7 +51,7 @@ def read_geotiff(path: Path) -> np.ndarray:
         valid = read_valid(src, bands, None, layout, raw).all(axis=0)
         rows, cols = largest_valid_rectangle(valid)
         if rows.stop - rows.start == 0:
-            raise ValueError(f"{path}: no valid pixel to train on")
+            raise GeosrError(f"{path}: no valid pixel to train on")
         scalings = [
             band_scaling(src.dtypes[b - 1], src.scales[b - 1], src.offsets[b - 1]) for b in bands
         ]

@@ -172,7 +172,9 @@ def test_simulate_then_enhance_lands_on_the_original_grid(rasters, tmp_path):
     for kernel in ("bicubic", "gaussian"):
         result = invoke("simulate", hr, "-o", lr, "--factor", "2", "--kernel", kernel)
         assert result.exit_code == 0, result.output
-        result = invoke("enhance", lr, "-o", tmp_path / "sr.tif", "--scale", "2", "--no-progress")
+        result = invoke(
+            "enhance", lr, "-o", tmp_path / "sr.tif", "--scale", "2", "--no-progress", "--overwrite"
+        )
         assert result.exit_code == 0, result.output
         with (
             rasterio.open(hr) as h,
@@ -239,4 +241,4 @@ def test_batch_never_overwrites_an_input_or_merges_outputs(rasters, tmp_path):
     shutil.copy(rasters["int16"], other / "a.tif")
     result = invoke("enhance", folder / "a.tif", other / "a.tif", "-o", tmp_path / "out")
     assert_one_line_error(result, "would both be written to")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # refused before the folder was created

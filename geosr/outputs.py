@@ -1,0 +1,122 @@
+"""Where ``geosr enhance`` writes, and what: output paths, checks, profile, tags, the write.
+
+Outputs are never replaced without ``overwrite`` (checked before any work, and again at
+the final rename by ``common.io.atomic_output``), never equal to an input, and written to
+a temporary beside the target that is removed on failure, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import rasterio
+
+from common.errors import OutputError
+from common.io import check_targets
+
+from .georef import Georeference, output_shape, output_transform
+from .models import ModelChoice
+from .plan import EnhanceOptions, EnhancePlan
+from .raster import block_size, copy_metadata, creation_options, provenance_tags
+from .stream import stream_windows, window_step
+
+
+def default_output(input_path: Path, scale: int) -> Path:
+    """``<stem>_sr_x<scale>.tif`` next to the input."""
+    return input_path.with_name(f"{input_path.stem}_sr_x{scale}.tif")
+
+
+def batch_targets(
+    files: Sequence[Path], output: str | os.PathLike | None, scale: int
+) -> list[Path]:
+    """Output paths of a batch: ``<stem>_sr_x<s>.tif`` in ``output`` or beside each input.
+
+    The folder ``output`` is not created here (the caller creates it once the batch is
+    known to be valid, and removes it again if nothing was written).
+
+    Raises:
+        OutputError: ``output`` is a file, its parent is missing, two inputs map to one
+            output, or an output would replace one of the inputs.
+    """
+    if output is not None:
+        folder = Path(output)
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"{folder}: several inputs need an output folder, not a file")
+        if not folder.parent.is_dir():
+            raise OutputError(f"{folder}: parent folder {folder.parent} does not exist")
+        targets = [folder / default_output(path, scale).name for path in files]
+    else:
+        targets = [default_output(path, scale) for path in files]
+    seen: dict[Path, Path] = {}
+    inputs = {path.resolve() for path in files}
+    for path, target in zip(files, targets):
+        key = target.resolve()
+        if key in seen:
+            raise OutputError(f"{path} and {seen[key]} would both be written to {target}")
+        if key in inputs:
+            raise OutputError(f"{target}: is also an input of this batch; choose another -o")
+        seen[key] = path
+    return targets
+
+
+def check_output(input_path: Path, output: Path, overwrite: bool = False) -> None:
+    """Refuses an output equal to the input, an existing one without ``overwrite``, a
+    folder, or one in a missing or unwritable folder (before any work)."""
+    same = output.resolve() == input_path.resolve()
+    if not same and output.exists() and input_path.exists():
+        same = os.path.samefile(output, input_path)  # hard links
+    if same:
+        raise OutputError(f"{output}: output is the input file; choose another -o")
+    if output.is_dir():
+        raise OutputError(f"{output}: is a folder; give a file name")
+    check_targets([output], overwrite=overwrite)
+
+
+def output_profile(src, plan: EnhancePlan, georef: Georeference, block: int) -> dict:
+    """Creation options of the upscaled raster: size, dtype, CRS, transform, nodata."""
+    height, width = output_shape(src.height, src.width, plan.scale)
+    profile = creation_options(plan.out_dtype, block)
+    profile.update(
+        width=width, height=height, count=len(plan.bands), dtype=plan.out_dtype, crs=georef.crs
+    )
+    if georef.transform is not None:  # no geotransform in, none out
+        profile["transform"] = output_transform(georef.transform, plan.scale)
+    if plan.nodata is not None:
+        profile["nodata"] = plan.nodata
+    if profile["count"] == 3 and plan.out_dtype == "uint8" and not plan.categorical:
+        profile["photometric"] = "RGB" if not plan.alpha_index else "MINISBLACK"
+    return profile
+
+
+def output_tags(src, plan: EnhancePlan, choice: ModelChoice) -> dict[str, str]:
+    """The ``SR_*`` provenance tags: model, scale, reason, input name, normalization."""
+    normalization = "; ".join(
+        f"b{plan.bands[i]}: {sc.source}" for i, sc in zip(plan.data_index, plan.scalings)
+    )
+    return provenance_tags(
+        choice.spec,
+        plan.scale,
+        choice.reason,
+        input=Path(src.name).name,
+        normalization=normalization,
+    )
+
+
+def write_sr(
+    src,
+    name: str,
+    plan: EnhancePlan,
+    choice: ModelChoice,
+    georef: Georeference,
+    path: Path,
+    options: EnhanceOptions,
+) -> tuple[int, int, int]:
+    """Streams the upscaled raster into ``path``; returns ``(windows, skipped, passes)``."""
+    block = block_size(plan.scale, options.block)
+    step = window_step(plan.scale, block, options)
+    profile = output_profile(src, plan, georef, block)
+    with rasterio.open(path, "w", **profile) as dst:
+        copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice))
+        return stream_windows(src, name, plan, dst, step, options)
