@@ -102,7 +102,9 @@ def run_case(
     hr = held_out_crop(sources, tmp / "hr.tif", scale)
     lr = simulate_raster(hr, tmp / "lr.tif", factor=scale, kernel=kernel)
     timing = median_time(
-        lambda: enhance_raster(lr, tmp / "sr.tif", EnhanceOptions(scale=scale, model=model, overwrite=True)),
+        lambda: enhance_raster(
+            lr, tmp / "sr.tif", EnhanceOptions(scale=scale, model=model, overwrite=True)
+        ),
         repeat=1,
     )
     result, seconds = timing.result, timing.seconds
