@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from common import __version__
-from common.errors import first_line
+from common.errors import SRKitError, first_line
+from common.inference import choose_device
 from common.io import OutputTarget, atomic_outputs
 
 from .enhance import EnhanceResult, enhance_volume, fmt_scale, plan_enhance
@@ -197,6 +198,8 @@ def enhance_file(
     input_path = Path(input_path)
     if dtype not in ("float32", "keep"):
         raise MedsrError(f"--dtype must be float32 or keep, got {dtype!r}")
+    if device is not None:
+        choose_device(device)  # a bad --device fails before any work
     volume = read_volume(input_path, trust=trust, series=series)
     dicom = volume.format == "dicom"
     out = Path(output) if output is not None else default_output(input_path)
@@ -220,8 +223,10 @@ def enhance_file(
             batch_size=batch_size,
             progress=progress,
         )
-    except MedsrError:
-        raise
+    except SRKitError as exc:  # name the file unless the message already does
+        if str(exc).startswith(str(input_path)) or isinstance(exc, MedsrError):
+            raise
+        raise type(exc)(f"{input_path}: {first_line(exc)}") from exc
     except (ValueError, RuntimeError, LookupError, OSError) as exc:  # bad --model/--device
         raise input_error(input_path, first_line(exc)) from exc
     prov = result.provenance

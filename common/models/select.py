@@ -23,7 +23,8 @@ from .card import ModelCard
 from .registry import list_models
 
 FALLBACKS = {"mri": "bspline", "ct": "bspline", "rs": "bicubic", "natural": "bicubic"}
-DOMAIN_NAMES = {"mri": "MRI", "ct": "CT", "rs": "remote-sensing", "natural": "natural-image"}
+DOMAIN_NAMES = {"mri": "mri", "ct": "ct", "rs": "remote-sensing", "natural": "natural-image"}
+CHANNEL_NAMES = {"rs": "band"}  # what a channel is called in the domain's messages
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def select_model(
     factor = "x".join(map(str, wanted))
     if not found:
         baseline = FALLBACKS[domain]
-        bands = f" with {channels} channel(s)" if channels is not None else ""
+        unit = CHANNEL_NAMES.get(domain, "channel")
+        bands = f" with {channels} {unit}(s)" if channels is not None else ""
         return ModelChoice(
             baseline,
             f"no shipped {label} model for x{factor}{bands}; using {baseline} interpolation",
@@ -102,5 +104,9 @@ def select_model(
             True,
         )
     _, card, how = min(found, key=lambda item: item[0])
-    kind = {"3d": "3D model", "planes": "2D through-plane model (SMORE)", "in-plane": "2D model"}
+    kind = {
+        "3d": "3D model",
+        "planes": "2D through-plane model (SMORE)",
+        "in-plane": "2D in-plane model",
+    }
     return ModelChoice(card.name, f"shipped {label} {kind[how]} for x{factor}", card, False)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from common.models import make_baseline
+from common.models import select as select_module
 from common.models.architectures import Interpolator
-from medsr import enhance as enhance_module
 from medsr.enhance import (
     default_model,
     enhance_volume,
@@ -83,7 +83,9 @@ def test_default_model_falls_back_and_picks_shipped(monkeypatch):
     card = make_baseline("lanczos", dims=3, scale=2).card.replace(
         name="mri_x4_z", domain="mri", axis_scale=(1, 1, 4), dims=3
     )
-    monkeypatch.setattr(enhance_module, "list_models", lambda: [card])
+    monkeypatch.setattr(
+        select_module, "list_models", lambda domain=None: [c for c in [card] if c.domain == domain]
+    )
     assert default_model("mri", (1, 1, 4)).spec == "mri_x4_z"
     assert default_model("ct", (1, 1, 4)).spec == "bspline"
     assert default_model("mri", (1, 1, 2)).spec == "bspline"
