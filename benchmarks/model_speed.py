@@ -45,9 +45,7 @@ def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, 
     rng = np.random.default_rng(0)
     if kind == "image":
         lr = gaussian_filter(rng.random((IMAGE_SIDE, IMAGE_SIDE)), 1.5).astype(np.float32)[None]
-        model = load_model(spec)
-        if model.flexible_scale:
-            model = model.with_scale(scale[0])
+        model = load_model(spec).at_scale(scale[0], dims=2)
 
         def run():
             return upscale(model, lr, scale=scale[0], device=device)

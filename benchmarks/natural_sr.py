@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     args.datasets = list(dict.fromkeys(args.datasets))  # one column per data set
     require_shared(*(DATASETS[ds] for ds in args.datasets), root=args.data)
     loaded = [load_model(spec) for spec in args.model]
-    models = {
-        (m.card.name if m.card is not None else spec): m for spec, m in zip(args.model, loaded)
-    }
+    models = {(m.card.name if m.has_card else spec): m for spec, m in zip(args.model, loaded)}
     scales = sorted({m.card.scale for m in models.values()} or {3})
     for scale in scales:
         print(f"\n### x{scale}: Y-PSNR (dB) / SSIM\n")
@@ -162,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         measured: dict[str, dict[str, dict[str, float]]] = {}
         timings = {}
         for name, model in {"bicubic (this toolkit)": load_model("bicubic"), **models}.items():
-            if model.card is not None and not model.flexible_scale and model.card.scale != scale:
+            if not model.serves(scale, dims=2):
                 continue
             timing = median_time(
                 lambda model=model, scale=scale: evaluate_datasets(

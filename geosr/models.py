@@ -61,15 +61,14 @@ def prepare_model(spec: str, scale: int, band_count: int) -> SRModule:
         ValueError: scale or channel mismatch (the message says what would work).
     """
     model = load_model(spec)
-    if model.flexible_scale:
-        model = model.with_scale(scale)
-    elif model.dims != 2:
+    if model.dims != 2 and not model.flexible_scale:
         raise GeosrError(f"model {spec!r} is {model.dims}D; geosr needs a 2D model")
-    elif tuple(model.scale) != (scale, scale):
+    if not model.serves(scale, dims=2):
         raise GeosrError(
             f"model {spec!r} is trained for x{model.scale[0]}, not x{scale}; "
             f"pass --scale {model.scale[0]} or another model"
         )
+    model = model.at_scale(scale, dims=2)
     if model.channels not in (0, 1, band_count):
         raise GeosrError(
             f"model {spec!r} takes {model.channels} band(s), the selection has {band_count}; "

@@ -349,7 +349,7 @@ def plan_enhance(
         if np.isfinite(lo)
     ]
     card = model.card
-    input_range = tuple(card.input_range) if card is not None else (0.0, 1.0)
+    input_range = tuple(card.input_range)
     names = [f"{name} band {b}" for b, (lo, _) in zip(layout.data_bands, stats) if np.isfinite(lo)]
     if not model.flexible_scale:  # interpolation is linear: any range works
         messages += range_warnings(names, normalized_ranges, input_range, choice.spec)

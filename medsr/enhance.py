@@ -133,18 +133,19 @@ def enhance_volume(
         inter=volume.inter,
         meta=volume.meta,
     )
-    card = getattr(net, "card", None)
+    if isinstance(net, str):  # a medsr method: no weights, no card
+        model_name, model_version = net, __version__
+    else:
+        model_name, model_version = net.card.name, net.card.version
     provenance = {
         "tool": "medsr enhance",
         "version": __version__,
         "input": str(volume.source) if volume.source else None,
         "model": {
             "spec": choice.spec,
-            "name": getattr(card, "name", choice.spec),
+            "name": model_name,
             "reason": choice.reason,
-            "version": __version__
-            if choice.spec in MEDSR_METHODS
-            else getattr(card, "version", None),
+            "version": model_version,
         },
         "method": method,
         "modality": kind,

@@ -51,7 +51,7 @@ def _upscale_planes(
         axes = axes[::-1]
     moved = np.ascontiguousarray(np.moveaxis(x, [along, *axes], [0, 1, 2]))
     scale = (plane_scale[axes[0]], plane_scale[axes[1]])
-    if tuple(model.scale) != scale:
+    if not model.serves(scale, dims=2):
         raise MedsrError(
             f"the 2D model's scale {tuple(model.scale)} is not the plane scale {scale}"
         )

@@ -33,7 +33,7 @@ class Planewise(SRModule):
             raise ValueError(f"Planewise wraps a 2D model, got a {model.dims}D one")
         super().__init__(3, model.channels, (1, *model.scale))
         self.inner = model
-        self.card = model.card
+        self.card = model.card if model.has_card else None
 
     @property
     def receptive_radius(self) -> tuple[int, ...]:

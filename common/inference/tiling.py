@@ -27,13 +27,14 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 
 from ..errors import SRKitError
-from ..models.architectures import SRModule
+from ..models.architectures import ScaleError, SRModule
+from ..models.card import DEFAULT_TILE_HINT
 from ..models.layers import expand_per_axis
 from ..models.registry import load_model
 from ..resources import check_memory
 from .invalid import NAN_POLICIES, fill_channels, mask_channels
 
-DEFAULT_TILE = {2: 256, 3: 64}
+DEFAULT_TILE = DEFAULT_TILE_HINT
 DEFAULT_BATCH = 4
 # Channels-last tensors take oneDNN's faster CPU path (about 1.5x for the shipped EDSRs),
 # but its arithmetic then depends on the window shape (~1e-6 relative), so tiled output is no
@@ -147,18 +148,10 @@ class _OwnedCopyPredictor:
 
 
 def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
-    if model.flexible_scale:
-        if scale is None:
-            scale = model.scale if model.dims == dims else model.scale[0]
-        wanted = expand_per_axis(scale, dims, "scale")
-        if wanted != model.scale or model.dims != dims:
-            model = model.with_scale(wanted, dims=dims)
-        return model
-    if model.dims != dims:
-        raise TilingError(f"model is {model.dims}D but the array has {dims} spatial axes")
-    if scale is not None and expand_per_axis(scale, dims, "scale") != model.scale:
-        raise TilingError(f"model is trained for scale {model.scale}, not {scale}")
-    return model
+    try:
+        return model.at_scale(scale, dims)
+    except ScaleError as exc:
+        raise TilingError(str(exc)) from None
 
 
 def _run(model, tensor, scale, roi, halo, batch, device, progress):
@@ -211,8 +204,7 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
 def default_tile(model: SRModule, dims: int) -> int:
     """The window side ``upscale`` uses without ``tile``: the card's hint, else 256 (2D)
     or 64 (3D) input pixels."""
-    hint = getattr(model.card, "tile_hint", 0) if model.card is not None else 0
-    return hint or DEFAULT_TILE[dims]
+    return model.card.tile_hint or DEFAULT_TILE[dims]
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

@@ -14,6 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._version import __version__
+from ..errors import SRKitError
+from .card import DEFAULT_TILE_HINT, ModelCard
 from .layers import (
     PolyphaseUpsample,
     expand_per_axis,
@@ -21,6 +24,10 @@ from .layers import (
     pixel_shuffle_nd,
     same_conv,
 )
+
+
+class ScaleError(SRKitError):
+    """A trained model asked for a scale or dimensionality it was not trained for."""
 
 
 class SRModule(nn.Module):
@@ -32,7 +39,8 @@ class SRModule(nn.Module):
         channels: channel count in and out (0 = any, for interpolation).
         scale: integer factor per spatial axis.
         receptive_radius: per axis, input pixels each side an output pixel depends on.
-        card: the model card, set by the loader (``None`` for a freshly built network).
+        card: the model card: the loaded one, else a generated card that describes the
+            untrained network (never ``None``).
     """
 
     arch_name = ""
@@ -49,8 +57,71 @@ class SRModule(nn.Module):
         self.scale = expand_per_axis(scale, dims, "scale")
         if any(s < 1 for s in self.scale):
             raise ValueError(f"scale factors must be >= 1, got {self.scale}")
-        self.card = None
+        self._card: ModelCard | None = None
         self._hparams: dict[str, Any] = {}
+
+    @property
+    def card(self) -> ModelCard:
+        """The loaded card, else one generated from the network itself (domain ``any``)."""
+        if self._card is not None:
+            return self._card
+        return ModelCard(
+            name=self.arch_name,
+            domain="any",
+            scale=max(self.scale),
+            channels=self.channels,
+            dims=self.dims,
+            architecture=self.arch_name,
+            hparams=self.hparams,
+            axis_scale=tuple(self.scale),
+            receptive_field=2 * max(self.receptive_radius) + 1,
+            n_parameters=self.n_parameters(),
+            description="a network built in memory; no card was loaded",
+            version=__version__,
+            tile_hint=DEFAULT_TILE_HINT[self.dims],
+        )
+
+    @card.setter
+    def card(self, value: ModelCard | None) -> None:
+        self._card = value
+
+    def at_scale(self, scale: int | Sequence[int] | None, dims: int | None = None) -> SRModule:
+        """This model ready to run at ``scale`` on ``dims`` spatial axes (the one rule).
+
+        Interpolation (``flexible_scale``) gives a rescaled copy for any scale; a trained
+        model returns itself when ``scale``/``dims`` match (``None``: its own), else
+        raises :class:`ScaleError`.
+        """
+        dims = self.dims if dims is None else dims
+        if self.flexible_scale:
+            if scale is None:
+                scale = self.scale if self.dims == dims else self.scale[0]
+            wanted = expand_per_axis(scale, dims, "scale")
+            if wanted == self.scale and self.dims == dims:
+                return self
+            return self.with_scale(wanted, dims=dims)
+        if self.dims != dims:
+            raise ScaleError(f"model is {self.dims}D but the array has {dims} spatial axes")
+        if scale is not None and expand_per_axis(scale, dims, "scale") != self.scale:
+            raise ScaleError(f"model is trained for scale {self.scale}, not {scale}")
+        return self
+
+    def serves(self, scale: int | Sequence[int], dims: int | None = None) -> bool:
+        """True when :meth:`at_scale` would succeed."""
+        try:
+            self.at_scale(scale, dims)
+        except ScaleError:
+            return False
+        return True
+
+    def with_scale(self, scale: int | Sequence[int], dims: int | None = None) -> SRModule:
+        """A copy at another scale; only interpolation baselines have one."""
+        raise ScaleError(f"{self.arch_name} is trained for scale {self.scale}; it has no other")
+
+    @property
+    def has_card(self) -> bool:
+        """True when a card was loaded or set (a shipped, trained or baseline model)."""
+        return self._card is not None
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -100,7 +171,7 @@ class Interpolator(SRModule):
         """The same interpolation at another scale or dimensionality."""
         dims = self.dims if dims is None else dims
         clone = Interpolator(self.kind, dims=dims, scale=scale, channels=self.channels)
-        if self.card is not None:
+        if self.has_card:
             clone.card = self.card.replace(
                 dims=dims, scale=max(clone.scale), axis_scale=clone.scale
             )
