@@ -99,7 +99,7 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
     "--tile",
     type=click.IntRange(min=8),
     default=None,
-    help="Input pixels per forward pass and axis, halo excluded (output window = tile * scale, in whole blocks).",
+    help="Input pixels per window and axis, halo included, as in medsr (the core is rounded to whole output blocks).",
 )
 @click.option(
     "--batch-size",

@@ -47,7 +47,7 @@ from .plan import (
 )
 from .postprocess import check_dst_crs, reproject_raster, to_cog
 from .raster import GDAL_ENV, open_raster
-from .stream import iter_windows, window_step
+from .stream import plan_stream
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -60,9 +60,8 @@ __all__ = [
     "check_scale",
     "default_output",
     "enhance_raster",
-    "iter_windows",
     "plan_enhance",
-    "window_step",
+    "plan_stream",
 ]
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from .enhance import EnhanceOptions, check_scale, default_output, plan_enhance, window_step
+from .enhance import EnhanceOptions, check_scale, default_output, plan_enhance
 from .errors import GeosrError
 from .georef import GeoreferenceError, check_georeference, output_shape, output_transform
 from .raster import GDAL_ENV, block_size, open_raster
+from .stream import plan_stream
 
 
 def _affine_text(transform) -> str:
@@ -72,8 +73,7 @@ def describe_raster(
             return "\n".join(lines)
         height, width = output_shape(src.height, src.width, scale)
         block = block_size(scale, options.block)
-        step = window_step(scale, block, options)
-        n_windows = -(-height // step) * -(-width // step)
+        n_windows = len(plan_stream((src.height, src.width), scale, block, plan.radius, options))
         per_band = ", applied per band" if plan.per_band else ""
         alpha = (
             f", alpha band(s) {list(plan.layout.alpha_bands)} upsampled nearest"

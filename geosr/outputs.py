@@ -20,7 +20,7 @@ from .georef import Georeference, output_shape, output_transform
 from .models import ModelChoice
 from .plan import EnhanceOptions, EnhancePlan
 from .raster import block_size, copy_metadata, creation_options, provenance_tags
-from .stream import stream_windows, window_step
+from .stream import stream_windows
 
 
 def default_output(input_path: Path, scale: int) -> Path:
@@ -115,8 +115,7 @@ def write_sr(
 ) -> tuple[int, int, int]:
     """Streams the upscaled raster into ``path``; returns ``(windows, skipped, passes)``."""
     block = block_size(plan.scale, options.block)
-    step = window_step(plan.scale, block, options)
     profile = output_profile(src, plan, georef, block)
     with rasterio.open(path, "w", **profile) as dst:
         copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice))
-        return stream_windows(src, name, plan, dst, step, options)
+        return stream_windows(src, name, plan, dst, block, options)

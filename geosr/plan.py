@@ -47,8 +47,9 @@ class EnhanceOptions:
         normalize: ``auto``, ``dtype``, ``stats`` or ``none`` (see ``normalize``).
         cog: write a Cloud Optimized GeoTIFF with overviews.
         dst_crs: reproject the result to this CRS (e.g. ``"EPSG:4326"``); ``None`` keeps it.
-        tile: input pixels per forward pass and axis (halo excluded); sets the window to
-            ``tile * scale`` output pixels. Default: ``window``.
+        tile: input pixels per window and axis, halo included (as for ``upscale``); the
+            core (tile minus the halo) is rounded down to whole output blocks. Default:
+            from ``window``.
         batch_size: windows per forward pass (default 1); windows share one read shape, so
             the result does not depend on it (within float rounding).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; default CUDA when available.

@@ -1,19 +1,17 @@
 """Windowed reading, running and writing: the output is streamed window by window.
 
-The output is cut into windows aligned to its GTiff blocks (``window_step``). Each window
-reads its input *core* plus at least ``2 r`` pixels of context on every side (``r``: the
-model's receptive radius), clamped at the raster edge, where a whole-raster run sees the
-same boundary padding. Every read has the same shape, ``core + 4 r`` per axis (or the
-raster size): a read that the raster edge cuts short is slid inwards instead, so it takes
-more context on its inner side, which changes nothing in its core (the fill reaches ``r``
-pixels and the model ``r`` more). Windows of one shape stack: ``batch_size`` of them go
+The windows come from the shared planner (:func:`common.inference.windows.plan_windows`),
+as for in-memory ``upscale``: cores aligned to the output's GTiff blocks, each read the
+core plus a halo of ``2 r`` pixels (``r``: the model's receptive radius) clamped at the
+raster edge, where a whole-raster run sees the same boundary padding, and slid inwards
+there so every read has one shape. Windows of one shape stack: ``batch_size`` of them go
 through the model in one forward pass (``common.inference.Planewise``), and the output
 does not depend on the batch size (within float rounding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,30 +19,13 @@ from rasterio.windows import Window
 
 from common import upscale
 from common.inference import Planewise
+from common.inference.windows import WindowError, plan_windows
 
+from .errors import GeosrError
 from .masks import fill_invalid, upsample_nearest
 from .normalize import to_output_dtype
 from .plan import EnhanceOptions, EnhancePlan
 from .raster import read_errors, read_valid
-
-
-def window_step(scale: int, block: int, options: EnhanceOptions) -> int:
-    """Output window side: ``tile * scale`` or ``window``, rounded down to whole blocks (>= 1)."""
-    wanted = options.tile * scale if options.tile else options.window
-    return max(block, wanted // block * block)
-
-
-def iter_windows(height: int, width: int, step: int) -> Iterator[Window]:
-    """Row-major output windows of ``step`` pixels (smaller at the right and bottom edges)."""
-    for row in range(0, height, step):
-        for col in range(0, width, step):
-            yield Window(col, row, min(step, width - col), min(step, height - row))
-
-
-def _read_span(core_start: int, core_stop: int, length: int, size: int, halo: int) -> int:
-    """Start of a read of ``length`` input pixels holding ``[core - halo, core + halo)``
-    clamped to ``[0, size)``."""
-    return min(max(0, core_start - halo), size - length)
 
 
 @dataclass(frozen=True)
@@ -57,26 +38,40 @@ class WindowRead:
     cols: slice
 
 
-def plan_reads(
-    windows: Sequence[Window], step: int, scale: int, radius: int, size: tuple[int, int]
+def plan_stream(
+    size: tuple[int, int], scale: int, block: int, radius: int, options: EnhanceOptions
 ) -> list[WindowRead]:
-    """The read of every output window, all of one shape (see the module docstring)."""
-    height, width = size
+    """Every window of a raster of ``size`` (rows, cols), from the shared planner.
+
+    The halo is ``2 * radius`` (the invalid-pixel fill reaches ``radius``, the model
+    ``radius`` more); cores are aligned to the output blocks (``block / scale`` input
+    pixels). ``options.tile`` is the read window in input pixels, halo included, as for
+    ``upscale``; without it the core is ``options.window / scale`` input pixels.
+    """
     halo = 2 * radius
-    length_y = min(height, step // scale + 2 * halo)
-    length_x = min(width, step // scale + 2 * halo)
+    align = max(1, block // scale)
+    try:
+        if options.tile:
+            windows = plan_windows(size, options.tile, halo, align)
+        else:
+            windows = plan_windows(size, None, halo, align, core=max(1, options.window // scale))
+    except WindowError as exc:
+        raise GeosrError(f"--tile {options.tile}: {exc}") from None
     reads = []
-    for window in windows:
-        core_row, core_col = window.row_off // scale, window.col_off // scale
-        core_h, core_w = window.height // scale, window.width // scale
-        row0 = _read_span(core_row, core_row + core_h, length_y, height, halo)
-        col0 = _read_span(core_col, core_col + core_w, length_x, width, halo)
+    for w in windows:
+        (r0, c0), (rr, cc) = (w.core[0], w.core[1]), (w.read[0], w.read[1])
+        rows, cols = w.core_in_read
         reads.append(
             WindowRead(
-                window,
-                Window(col0, row0, length_x, length_y),
-                slice(core_row - row0, core_row - row0 + core_h),
-                slice(core_col - col0, core_col - col0 + core_w),
+                Window(
+                    c0.start * scale,
+                    r0.start * scale,
+                    (c0.stop - c0.start) * scale,
+                    (r0.stop - r0.start) * scale,
+                ),
+                Window(cc.start, rr.start, cc.stop - cc.start, rr.stop - rr.start),
+                rows,
+                cols,
             )
         )
     return reads
@@ -170,7 +165,7 @@ def process_batch(
 
 
 def stream_windows(
-    src, name: str, plan: EnhancePlan, dst, step: int, options: EnhanceOptions
+    src, name: str, plan: EnhancePlan, dst, block: int, options: EnhanceOptions
 ) -> tuple[int, int, int]:
     """Writes every output window of ``dst``; returns ``(windows, skipped, forward passes)``.
 
@@ -178,8 +173,7 @@ def stream_windows(
     """
     from tqdm import tqdm
 
-    windows = list(iter_windows(dst.height, dst.width, step))
-    reads = plan_reads(windows, step, plan.scale, plan.radius, (src.height, src.width))
+    reads = plan_stream((src.height, src.width), plan.scale, block, plan.radius, options)
     batch = max(1, options.batch_size or 1)
     write_mask = plan.layout.mask_kind == "mask"
     skipped = passes = 0
@@ -201,4 +195,4 @@ def stream_windows(
                     dst.write_mask(mask, window=result.read.out_window)
             bar.update(len(pending))
             pending = []
-    return len(windows), skipped, passes
+    return len(reads), skipped, passes

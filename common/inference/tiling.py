@@ -1,30 +1,30 @@
-"""Exact tiled inference on MONAI's ``sliding_window_inference``.
+"""Exact tiled inference: the shared window plan run through MONAI's ``PatchInferer``.
 
-MONAI cuts the input into windows, batches them and moves them to the compute device.
-Its blending alone is not seam-free, because a window's border pixels see zero padding
-where the whole image has real neighbours. Here every window carries a *halo* of at least
-the model's receptive radius on each interior side (none where it touches the image
-border, where the whole-image run sees the same padding), so its *core* equals the
-whole-image output. The cores of neighbouring windows overlap; each output pixel is
-*owned* by exactly one window and copied from it, so no blending arithmetic touches the
-result: it equals the untiled output up to the convolution's own rounding.
+The windows come from :func:`common.inference.windows.plan_windows`, the planner every
+front end uses: each window's *read* carries a halo of at least the model's receptive
+radius on each interior side (none where it touches the image border, where the whole
+image run sees the same padding), so its *core* equals the whole-image output. Cores
+partition the image; each output pixel is copied from the one window that owns it, so no
+blending arithmetic touches the result: it equals the untiled output up to the
+convolution's own rounding (the promise is 1e-4 for data in [0, 1]).
 
-Memory is bounded by ``tile`` and ``batch_size`` on the compute device; the output lives
-on the CPU, plus an input-sized single-channel buffer of MONAI's.
+MONAI's ``PatchInferer`` batches the windows (``batch_size`` per forward pass) through a
+splitter that yields the planned reads and a merger that copies the owned cores. Memory is
+bounded by ``tile`` and ``batch_size`` on the compute device; the output lives on the CPU.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from monai.data.utils import dense_patch_slices
-from monai.inferers import sliding_window_inference
+from monai.inferers import Merger, PatchInferer, Splitter
 
 from ..errors import SRKitError
 from ..models.architectures import ScaleError, SRModule
@@ -33,6 +33,7 @@ from ..models.layers import expand_per_axis
 from ..models.registry import load_model
 from ..resources import check_memory
 from .invalid import NAN_POLICIES, fill_channels, mask_channels
+from .windows import Window, WindowError, plan_windows
 
 DEFAULT_TILE = DEFAULT_TILE_HINT
 DEFAULT_BATCH = 4
@@ -91,60 +92,75 @@ def check_scale(scale, dims: int) -> tuple[int, ...] | None:
     return tuple(factors) * (dims if len(factors) == 1 else 1)
 
 
-def _owned_ranges(image_size, roi, interval, halo) -> list[dict[int, tuple[int, int]]]:
-    """Per axis: window start -> the input range ``[lo, hi)`` that window alone writes.
+class _PlannedSplitter(Splitter):
+    """MONAI splitter that yields the read windows of :func:`plan_windows` (no padding)."""
 
-    Windows start where MONAI's ``dense_patch_slices`` puts them. The boundary between
-    consecutive windows is where the later one's core begins (``start + halo``), which lies
-    inside both cores because starts are at most ``tile - 2 * halo`` apart. So the owned
-    ranges partition each axis, and every output pixel comes from one window's core.
-    """
-    windows = dense_patch_slices(image_size, roi, interval)
-    owned = []
-    for axis, (size, h) in enumerate(zip(image_size, halo)):
-        starts = sorted({w[axis].start for w in windows})
-        bounds = [0, *(start + h for start in starts[1:]), size]
-        owned.append({start: (bounds[i], bounds[i + 1]) for i, start in enumerate(starts)})
-    return owned
+    def __init__(self, windows: Sequence[Window], progress: bool = False):
+        super().__init__(patch_size=tuple(r.stop - r.start for r in windows[0].read))
+        self.windows, self.progress = list(windows), progress
+
+    def get_input_shape(self, inputs: torch.Tensor) -> tuple:
+        return tuple(inputs.shape[2:])
+
+    def get_padded_shape(self, inputs: torch.Tensor) -> tuple:
+        return tuple(inputs.shape[2:])
+
+    def __call__(self, inputs: torch.Tensor) -> Iterator[tuple[torch.Tensor, list[int]]]:
+        from tqdm import tqdm
+
+        for window in tqdm(self.windows, desc="tiles", disable=not self.progress):
+            yield inputs[(slice(None), slice(None), *window.read)], [r.start for r in window.read]
 
 
-class _OwnedCopyPredictor:
-    """Runs the network on a batch of windows and copies each window's owned core into the
-    output; MONAI only gets a small dummy to stitch, so no arithmetic touches the result."""
+class _OwnedCoreMerger(Merger):
+    """MONAI merger that copies each window's owned core into the output: no blending
+    arithmetic touches the result (cores partition the output)."""
 
-    def __init__(self, model, out, owned, scale, device, use_bf16, memory_format=None):
-        self.model, self.out, self.owned = model, out, owned
-        self.scale, self.device, self.use_bf16 = scale, device, use_bf16
+    def __init__(self, merged_shape, cropped_shape=None, device=None, *, windows, scale):
+        super().__init__(merged_shape, cropped_shape, device)
+        self.out = torch.empty(self.merged_shape, dtype=torch.float32, device=device)
+        self.scale = tuple(scale)
+        # windows in the splitter's order; slid reads at the border may share a location
+        self.by_location: dict[tuple[int, ...], collections.deque] = {}
+        for w in windows:
+            key = tuple(r.start * s for r, s in zip(w.read, scale))
+            self.by_location.setdefault(key, collections.deque()).append(w)
+
+    def aggregate(self, values: torch.Tensor, location: Sequence[int]) -> None:
+        try:
+            window = self.by_location[tuple(int(v) for v in location)].popleft()
+        except (KeyError, IndexError):
+            raise RuntimeError("internal tiling error: unexpected window position") from None
+        src = (slice(None), slice(None), *window.core_in_output_of_read(self.scale))
+        dst = (slice(None), slice(None), *window.output(self.scale))
+        self.out[dst] = values[src].to(self.out.device)
+
+    def finalize(self) -> torch.Tensor:
+        self.is_finalized = True
+        return self.out
+
+
+class _Network:
+    """The model on its device: channels-last windows on CPUs, bf16 autocast on CUDA with
+    a float32 redo of any batch that overflowed."""
+
+    def __init__(self, model, device, use_bf16, memory_format=None):
+        self.model, self.device, self.use_bf16 = model, device, use_bf16
         self.memory_format = memory_format
         self.fallbacks = 0
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
         if self.memory_format is not None:
             x = x.contiguous(memory_format=self.memory_format)
         if not self.use_bf16:
-            return self.model(x).float()
+            return self.model(x).float().cpu()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
             out = self.model(x).float()
         if not torch.isfinite(out).all() and torch.isfinite(x).all():
             self.fallbacks += 1  # bf16 overflowed: redo this batch in float32
             out = self.model(x).float()
-        return out
-
-    def __call__(self, windows: torch.Tensor, coords: list[list[slice]]) -> torch.Tensor:
-        pred = self._forward(windows).to(self.out.device)
-        for index, coord in enumerate(coords):
-            dst, src = [slice(None)], [slice(None)]
-            for axis, (window, s) in enumerate(zip(coord[2:], self.scale)):
-                try:
-                    lo, hi = self.owned[axis][window.start]
-                except KeyError:
-                    raise RuntimeError(
-                        "internal tiling error: unexpected window position"
-                    ) from None
-                dst.append(slice(lo * s, hi * s))
-                src.append(slice((lo - window.start) * s, (hi - window.start) * s))
-            self.out[0][tuple(dst)] = pred[index][tuple(src)]
-        return torch.zeros((windows.shape[0], 1, *windows.shape[2:]), device=windows.device)
+        return out.cpu()
 
 
 def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
@@ -156,13 +172,10 @@ def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
 
 def _run(model, tensor, scale, roi, halo, batch, device, progress):
     image_size = tuple(tensor.shape[2:])
-    # window cores (tile minus a halo on interior sides) must overlap or touch
-    overlap = [0.0 if r >= n else 2 * h / r for r, n, h in zip(roi, image_size, halo)]
-    interval = [
-        r if r == n else max(int(r * (1 - o)), 1) for r, n, o in zip(roi, image_size, overlap)
-    ]
-    out = torch.empty((1, tensor.shape[1], *(n * s for n, s in zip(image_size, scale))))
-    owned = _owned_ranges(image_size, roi, interval, halo)
+    try:
+        windows = plan_windows(image_size, roi, halo)
+    except WindowError as exc:
+        raise TilingError(f"tile {roi}: {exc}") from None
     # optional channels-last fast path on CPUs (see CPU_CHANNELS_LAST)
     # (a plane-wise 2D model in a 3D run converts its planes itself)
     model_format = window_format = None
@@ -177,25 +190,20 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
         model_on_device = copy.deepcopy(model).to(device)
         if model_format is not None:
             model_on_device = model_on_device.to(memory_format=model_format)
-    predictor = _OwnedCopyPredictor(
-        model_on_device, out, owned, scale, device, device.type == "cuda", window_format
+    network = _Network(model_on_device, device, device.type == "cuda", window_format)
+    inferer = PatchInferer(
+        splitter=_PlannedSplitter(windows, progress),
+        merger_cls=_OwnedCoreMerger,
+        batch_size=batch,
+        windows=windows,
+        scale=scale,
+        device=torch.device("cpu"),
     )
     with torch.inference_mode():
-        sliding_window_inference(
-            tensor,
-            roi_size=list(roi),
-            sw_batch_size=batch,
-            predictor=predictor,
-            overlap=overlap,
-            mode="constant",
-            sw_device=device,
-            device=torch.device("cpu"),
-            progress=progress,
-            with_coord=True,
-        )
-    if predictor.fallbacks:
+        out = inferer(tensor, network)
+    if network.fallbacks:
         warnings.warn(
-            f"bf16 gave non-finite values in {predictor.fallbacks} batch(es); redone in float32",
+            f"bf16 gave non-finite values in {network.fallbacks} batch(es); redone in float32",
             stacklevel=3,
         )
     return out
