@@ -21,15 +21,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m common.demo
+	$(BIN)/python -m examples.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check common medsr geosr tests benchmarks
-	$(BIN)/ruff format --check common medsr geosr tests benchmarks
+	$(BIN)/ruff check common medsr geosr tests benchmarks examples
+	$(BIN)/ruff format --check common medsr geosr tests benchmarks examples
 
 format: $(STAMP)
-	$(BIN)/ruff format common medsr geosr tests benchmarks
-	$(BIN)/ruff check --fix common medsr geosr tests benchmarks
+	$(BIN)/ruff format common medsr geosr tests benchmarks examples
+	$(BIN)/ruff check --fix common medsr geosr tests benchmarks examples
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -ra

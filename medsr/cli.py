@@ -27,7 +27,7 @@ def models() -> None:
 
 
 def _readers():
-    from .info import train_readers
+    from .training import train_readers
 
     return train_readers()
 

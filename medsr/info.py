@@ -1,16 +1,15 @@
-"""``medsr info`` and the ``medsr train`` readers."""
+"""``medsr info``: what a scan is and what ``enhance`` would do with it."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import geometry
 from .enhance import default_model, plan_enhance
-from .intensity import detect_modality, normalization_for
+from .intensity import detect_modality
 from .io import read_volume
 
 
@@ -54,18 +53,3 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [f"{key:16s} {info[key]}" for key in keys]
     lines += [f"{'warning':16s} {w}" for w in info["warnings"]]
     return "\n".join(lines)
-
-
-def read_normalized(path: Path) -> np.ndarray:
-    """Training reader: a NIfTI file or DICOM series as float32 ``(1, X, Y, Z)`` in [0, 1]-ish.
-
-    Normalized per volume like ``enhance`` does (MRI percentiles, CT HU window); NaN -> 0.
-    """
-    volume = read_volume(path)
-    norm = normalization_for(volume.data, detect_modality(volume.data, volume.modality))
-    return norm.forward(volume.data)[None]
-
-
-def train_readers() -> dict[str, Any]:
-    """The readers ``medsr train`` adds to the runner: ``nifti`` and ``dicom``."""
-    return {"nifti": read_normalized, "dicom": read_normalized}

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from common.training.config import load_config
 from medsr.cli import main
-from medsr.info import read_normalized, train_readers
 from medsr.intensity import mri_normalization
 from medsr.io import read_volume
+from medsr.training import read_normalized, train_readers
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
