@@ -203,7 +203,9 @@ def enhance_file(
     volume = read_volume(input_path, trust=trust, series=series)
     dicom = volume.format == "dicom"
     out = Path(output) if output is not None else default_output(input_path)
-    if output is not None and out.is_dir() and not dicom:
+    if out.name in ("", ".", ".."):  # "-o ." names a folder by its path
+        out = Path(os.path.abspath(out))
+    if output is not None and out.is_dir() and not dicom and not _previous_dicom_output(out):
         out = out / default_output(input_path).name  # an existing folder: write into it
     side = check_output(input_path, out, overwrite, dicom=dicom, sources=volume.source_files)
     try:
@@ -245,7 +247,9 @@ def enhance_file(
         if kind == "nifti":
             save_nifti(result.volume, temporary, keep_dtype=dtype == "keep")
         else:
-            save_dicom_series(result.volume, temporary, template=volume, derivation=derivation)
+            save_dicom_series(
+                result.volume, temporary, template=volume, derivation=derivation, name=out
+            )
         temporary_side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     return result
 

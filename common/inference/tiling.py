@@ -268,9 +268,9 @@ def upscale(
         [0, 1] (about 1e-6 in practice).
 
     Raises:
-        TilingError: bad tile, overlap, scale or device; an output that would not fit in
-            memory (checked before any work); a model that gives non-finite values from
-            finite input (broken weights).
+        TilingError: bad tile, overlap, scale or device; a model that gives non-finite
+            values from finite input (broken weights).
+        ResourceError: an output that would not fit in memory (checked before any work).
     """
     if nan_policy not in NAN_POLICIES:
         raise TilingError(
