@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import SRKitError
+
 
 @dataclass(frozen=True)
 class LinearScaling:
@@ -32,7 +34,10 @@ class LinearScaling:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.offset) and np.isfinite(self.span) and self.span != 0):
-            raise ValueError(f"a linear scaling needs finite offset and non-zero span: {self}")
+            raise SRKitError(
+                f"a linear scaling needs a finite offset and a finite, non-zero span; got"
+                f" offset {self.offset}, span {self.span} ({self.source or 'no source'})"
+            )
 
     @property
     def low(self) -> float:

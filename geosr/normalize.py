@@ -20,9 +20,10 @@ Level-1 uint16 DNs, which ``/10000`` maps to 0.5-2.9).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from common.scaling import LinearScaling
 
 from .errors import GeosrError
 
@@ -32,21 +33,14 @@ INTEGER_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32")
 RANGE_TOLERANCE = 0.5
 
 
-@dataclass(frozen=True)
-class BandScaling:
-    """``normalized = (raw - offset) / divisor``; ``source`` says where the numbers came from."""
+class BandScaling(LinearScaling):
+    """One band's :class:`~common.scaling.LinearScaling`: ``normalized = (raw - offset) /
+    divisor`` (``divisor`` is the span); ``source`` says where the numbers came from."""
 
-    offset: float
-    divisor: float
-    source: str
-
-    def forward(self, raw: np.ndarray) -> np.ndarray:
-        """Raw values to normalized float32 (computed in float64)."""
-        return ((np.asarray(raw, dtype=np.float64) - self.offset) / self.divisor).astype(np.float32)
-
-    def inverse(self, normalized: np.ndarray) -> np.ndarray:
-        """Normalized values back to raw units, float64 (not rounded)."""
-        return np.asarray(normalized, dtype=np.float64) * self.divisor + self.offset
+    @property
+    def divisor(self) -> float:
+        """The raw width that maps to 1 (the span)."""
+        return float(self.span)
 
 
 def band_scaling(

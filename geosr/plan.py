@@ -135,32 +135,15 @@ def check_device(device: str | None):
     """``device`` as a ``torch.device`` (``None``: CUDA when available, else the CPU).
 
     Raises:
-        GeosrError: not a device name, or a CUDA/MPS device this machine does not have.
+        GeosrError: not a device name, or a CUDA/MPS device this machine does not have
+            (``common.inference.choose_device``'s rule, as a geosr error).
     """
-    import torch
+    from common.inference import TilingError, choose_device
 
-    from common.inference import choose_device
-
-    if device is None:
-        return choose_device(None)
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise GeosrError(
-            f"--device {device}: not a torch device (use cpu, cuda, cuda:N or mps)"
-        ) from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise GeosrError(f"--device {device}: CUDA is not available on this machine")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise GeosrError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise GeosrError(f"--device {device}: MPS is not available on this machine")
-    elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise GeosrError(f"--device {device}: not a torch device (use cpu, cuda, cuda:N or mps)")
-    return parsed
+        return choose_device(device)
+    except TilingError as exc:
+        raise GeosrError(str(exc)) from None
 
 
 def _attribute_table_bands(src) -> set[int]:

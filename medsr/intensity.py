@@ -10,9 +10,9 @@ NaN voxels are filled with the normalized value 0 before the model and restored 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from common.scaling import LinearScaling
 
 from .errors import MedsrError
 
@@ -21,13 +21,17 @@ MRI_PERCENTILES = (0.5, 99.5)
 MODALITIES = ("mri", "ct")
 
 
-@dataclass(frozen=True)
-class Normalization:
-    """``normalized = (value - low) / (high - low)``; ``value = normalized * (high - low) + low``."""
+class Normalization(LinearScaling):
+    """A modality's :class:`~common.scaling.LinearScaling`: ``normalized = (value - low) /
+    (high - low)``, ``value = normalized * (high - low) + low``; ``source`` is the modality."""
 
-    modality: str
-    low: float
-    high: float
+    def __init__(self, modality: str, low: float, high: float):
+        super().__init__(offset=float(low), span=float(high) - float(low), source=modality)
+
+    @property
+    def modality(self) -> str:
+        """``"mri"`` or ``"ct"``."""
+        return self.source
 
     def forward(self, values: np.ndarray) -> np.ndarray:
         """Physical units to the model range (float32); NaN becomes 0, +-inf are clipped."""

@@ -82,25 +82,19 @@ def _distributed() -> tuple[int, int, bool]:
 
 
 def _make_card(cfg: RunConfig, model: SRModule, metrics: Mapping[str, Any]) -> ModelCard:
-    return ModelCard(
+    """The network's own card (architecture, scale, receptive field) with the recipe's words."""
+    return model.card.replace(
         name=cfg.name,
         domain=cfg.domain,
-        scale=max(model.scale),
-        channels=model.channels,
-        dims=model.dims,
-        architecture=model.arch_name,
-        hparams=model.hparams,
-        axis_scale=tuple(model.scale),
-        receptive_field=2 * max(model.receptive_radius) + 1,
         input_range=tuple(cfg.card.input_range),
-        n_parameters=model.n_parameters(),
         description=cfg.card.description,
         training_data=tuple(cfg.card.training_data),
         metrics=dict(metrics),
         license=cfg.card.license,
-        version=__version__,
         supports_half=False,
         supports_bfloat16=True,
+        version=__version__,  # a card loaded with init weights must not keep its old one
+        n_parameters=model.n_parameters(),
         tile_hint=DEFAULT_TILE_HINT[model.dims],
     )
 
