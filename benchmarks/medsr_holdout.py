@@ -73,21 +73,11 @@ COLUMNS = [
 ]
 
 
-def crop_volume(volume: Volume, index) -> Volume:
-    """``volume`` cut to ``index`` (one unit-step slice per axis), its affine moved to the
-    new first voxel so every kept voxel stays where it was in world coordinates."""
-    start = [sl.indices(n)[0] for sl, n in zip(index, volume.shape)]
-    affine = volume.affine.copy()
-    affine[:3, 3] += volume.affine[:3, :3] @ start
-    data = np.ascontiguousarray(volume.data[tuple(index)])
-    return replace(volume, data=data, affine=affine)
-
-
 def crop_to_factor(volume: Volume, axes, factor: int, z_range=None) -> Volume:
     """Keeps ``z_range`` of the voxel z axis (rounded as ``data.val_region`` is), then drops
     trailing voxels so every scaled axis is a multiple of ``factor``."""
     if z_range is not None:
-        volume = crop_volume(volume, region_slices([[0, 1], [0, 1], z_range], volume.shape))
+        volume = volume.crop(region_slices([[0, 1], [0, 1], z_range], volume.shape))
     scale = [factor if a in axes else 1 for a in range(3)]
     return replace(volume, data=np.ascontiguousarray(mod_crop(volume.data, scale, spatial_dims=3)))
 

@@ -2,52 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from common import list_models, load_model
+from common import load_model
 from common.models import SRModule
+from common.models.select import ModelChoice, select_model
 
 from .errors import GeosrError
 
 FALLBACK = "bicubic"
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """A model spec and why it was chosen (shown on stderr and stored as a tag)."""
-
-    spec: str
-    reason: str
-
-
 def default_model(scale: int, band_count: int) -> ModelChoice:
     """The shipped remote-sensing model for ``scale`` and ``band_count``, else bicubic.
 
-    Preference: an ``rs`` model with exactly ``band_count`` channels, then a 1-channel one
-    (applied per band), then any-channel; ties go to the larger held-out gain. Shipped
-    models added to the registry are picked up here without CLI changes.
+    :func:`common.models.select_model`, the rule both front ends share: an ``rs`` model
+    with exactly ``band_count`` channels, then a 1-channel one (applied per band), then
+    any-channel; ties go to the larger held-out gain. Shipped models added to the
+    registry are picked up here without CLI changes.
     """
-    candidates = [
-        card
-        for card in list_models()
-        if card.domain == "rs"
-        and card.dims == 2
-        and card.scale == scale
-        and card.channels in (band_count, 1, 0)
-    ]
-    if candidates:
-
-        def rank(card) -> tuple:
-            fit = 0 if card.channels == band_count else (1 if card.channels == 1 else 2)
-            return (fit, -float(card.metrics.get("gain_db", 0.0) or 0.0), card.name)
-
-        best = min(candidates, key=rank)
-        return ModelChoice(best.name, f"shipped remote-sensing model for x{scale}")
-    return ModelChoice(
-        FALLBACK,
-        f"no shipped remote-sensing model for x{scale} with {band_count} band(s); "
-        f"using {FALLBACK} interpolation",
-    )
+    return select_model("rs", (scale, scale), band_count)
 
 
 def prepare_model(spec: str, scale: int, band_count: int) -> SRModule:

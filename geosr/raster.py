@@ -14,6 +14,7 @@ import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 
 from common import __version__
+from common.errors import first_line
 
 from .errors import GeosrError
 
@@ -41,7 +42,7 @@ def open_raster(path: str | os.PathLike):
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        detail = first_line(exc)
         raise RasterInputError(f"{path}: not a readable raster ({detail})") from None
 
 
@@ -53,7 +54,7 @@ def read_errors(name: str) -> Iterator[None]:
         yield
     except rasterio.errors.RasterioIOError as exc:
         cause = exc.__cause__ or exc.__context__ or exc
-        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else "read failed"
+        detail = first_line(cause)
         raise RasterInputError(
             f"{name}: truncated or corrupt raster, a read failed ({detail})"
         ) from None

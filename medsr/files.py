@@ -144,6 +144,8 @@ def check_output(
         raise input_error(sidecar, "is the input's own sidecar; choose another output name")
     if not output.parent.is_dir():
         raise input_error(output, "the output's folder does not exist")
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise input_error(output, f"the output's folder {output.parent} is not writable")
     if os.path.lexists(output):
         if not overwrite:
             raise input_error(

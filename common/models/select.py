@@ -92,7 +92,7 @@ def select_model(
             )
             gain = float(card.metrics.get("gain_db", 0.0) or 0.0)
             found.append(((fit, -gain, card.name), card, how))
-    factor = "x".join(map(str, wanted))
+    factor = str(wanted[0]) if len(set(wanted)) == 1 else "x".join(map(str, wanted))
     if not found:
         baseline = FALLBACKS[domain]
         unit = CHANNEL_NAMES.get(domain, "channel")

@@ -349,9 +349,9 @@ def test_cog_keeps_contract_and_masks(rasters, tmp_path, name):
 
 def test_demo_raster_round_trip_shows_the_shipped_model_gain(tmp_path):
     """What `make demo` prints for geosr: simulate -> enhance (defaults) -> evaluate."""
-    from tests.data.geotiff import make_demo_raster
     from geosr.evaluate import evaluate_rasters
     from geosr.simulate import simulate_raster
+    from tests.data.geotiff import make_demo_raster
 
     hr = make_demo_raster(tmp_path / "synthetic.tif")
     lr = simulate_raster(hr, tmp_path / "lr.tif", 2)

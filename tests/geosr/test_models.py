@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.models import ModelCard
-from geosr import models
+from common.models import ModelCard, select
 from geosr.models import default_model, prepare_model
 
 
@@ -19,8 +18,13 @@ def card(name, scale, channels, gain=0.0, domain="rs"):
     )
 
 
+def _of(cards, domain):
+    return [c for c in cards if domain is None or c.domain == domain]
+
+
 def test_fallback_is_bicubic_and_says_why(monkeypatch):
-    monkeypatch.setattr(models, "list_models", lambda: [card("natural_x3", 3, 1, domain="natural")])
+    cards = [card("natural_x3", 3, 1, domain="natural")]
+    monkeypatch.setattr(select, "list_models", lambda domain=None: _of(cards, domain))
     choice = default_model(3, 4)
     assert choice.spec == "bicubic"
     assert (
@@ -36,7 +40,7 @@ def test_shipped_rs_models_slot_in(monkeypatch):
         card("rs_rgb_x4", 4, 3, 2.0),
         card("rs_rgb_x2_better", 2, 3, 0.9),
     ]
-    monkeypatch.setattr(models, "list_models", lambda: shipped)
+    monkeypatch.setattr(select, "list_models", lambda domain=None: _of(shipped, domain))
     assert default_model(2, 3).spec == "rs_rgb_x2_better"  # exact band count, best gain
     assert default_model(2, 4).spec == "rs_gray_x2"  # else a 1-channel model, per band
     assert default_model(4, 3).spec == "rs_rgb_x4"

@@ -182,12 +182,12 @@ def test_shipped_medical_models_beat_bspline_on_held_out_volumes(
     shared_data, model, volume, axes, factor, profile, min_gain
 ):
     """``enhance`` with no model option picks the shipped model and beats cubic B-spline."""
-    from benchmarks.medsr_holdout import crop_to_factor, crop_volume
+    from benchmarks.medsr_holdout import crop_to_factor
     from medsr.evaluate import evaluate_volumes
     from medsr.simulate import simulate_volume
 
     path, crop = HELD_OUT[volume]
-    hr = crop_to_factor(crop_volume(read_volume(shared_data / path), crop), axes, factor)
+    hr = crop_to_factor(read_volume(shared_data / path).crop(crop), axes, factor)
     low = simulate_volume(hr, axis=list(axes), factor=factor, profile=profile)
     scale = tuple(factor if a in axes else 1 for a in range(3))
     if len(axes) == 1 and hr.spacing[0] == pytest.approx(hr.spacing[2], rel=0.05):
