@@ -18,6 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from common import upscale
+from common.errors import SRKitError, first_line
 from common.inference import Planewise
 from common.inference.windows import WindowError, plan_windows
 
@@ -144,7 +145,10 @@ def process_batch(
         results.append(WindowResult(read, out, valid_up, ran))
     if not inputs:
         return results
-    outputs = iter(_run_model(plan, inputs))
+    try:
+        outputs = iter(_run_model(plan, inputs))
+    except SRKitError as exc:  # the model's refusal (non-finite output...): name the file
+        raise GeosrError(f"{name}: {first_line(exc)}") from None
     for result in results:
         if not result.ran_model:
             continue

@@ -61,10 +61,15 @@ def read_nifti(path: str | os.PathLike, *, trust: str | None = None) -> Volume:
     found: list[str] = []
     if isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         sform, scode = image.get_sform(coded=True)
-        qform, qcode = image.get_qform(coded=True)
+        try:
+            qform, qcode = image.get_qform(coded=True)
+        except ValueError as exc:  # nibabel: the quaternion is not a rotation
+            raise input_error(
+                path, f"the qform is not a rotation (quatern_b/c/d invalid: {short_message(exc)})"
+            ) from None
         if sform is not None and qform is not None:
             gap = _max_corner_mm(sform, qform, shape)
-            if gap > QFORM_TOLERANCE_MM and trust is None:
+            if not gap <= QFORM_TOLERANCE_MM and trust is None:  # NaN counts as apart
                 raise input_error(
                     path,
                     f"sform and qform disagree by {gap:.3g} mm at a field-of-view corner;"
