@@ -88,9 +88,16 @@ def read_nifti(path: str | os.PathLike, *, trust: str | None = None) -> Volume:
     check_affine(path, affine)
     check_memory(path, shape, "reading")
     try:
-        data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
+        with np.errstate(over="ignore", invalid="ignore"):  # counted and reported below
+            data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as exc:
         raise input_error(path, f"cannot read the voxel data ({short_message(exc)})") from None
+    invalid = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if invalid:
+        found.append(
+            f"{invalid} voxel(s) are NaN, infinite or beyond the float32 range; they are"
+            " treated as missing (NaN in the output)"
+        )
     slope = getattr(image.dataobj, "slope", 1.0)
     inter = getattr(image.dataobj, "inter", 0.0)
     volume = Volume(
