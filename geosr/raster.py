@@ -35,6 +35,8 @@ def open_raster(path: str | os.PathLike):
         raise RasterInputError(f"{path}: no such file")
     if path.is_dir():
         raise RasterInputError(f"{path}: is a folder, not a raster")
+    if not path.is_file():
+        raise RasterInputError(f"{path}: not a regular file (a FIFO, socket or device)")
     if path.stat().st_size == 0:
         raise RasterInputError(f"{path}: empty file")
     try:

@@ -526,3 +526,44 @@ def test_info_reports_a_refusal_instead_of_failing(tmp_path):
     result = invoke("info", src)
     assert result.exit_code == 0, result.output
     assert "enhance refuses it: landcover.tif: band 1 has a colour table" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("empty", "empty file"),
+        ("garbage", "not a readable raster"),
+        ("fifo", "not a regular file"),
+        ("missing_folder", "does not exist"),
+        ("same", "output is the input"),
+        ("same_via_symlink", "output is the input"),
+    ],
+)
+def test_bad_files_and_paths_are_one_clean_error(rgb, tmp_path, case, fragment):
+    folder = rgb.parent
+    source, out = rgb, tmp_path / "out" / "o.tif"
+    if case == "empty":
+        source = folder / "empty.tif"
+        source.write_bytes(b"")
+    elif case == "garbage":
+        source = folder / "junk.tif"
+        source.write_bytes(b"II*\x00 not really a tiff")
+    elif case == "fifo":
+        source = folder / "pipe.tif"
+        os.mkfifo(source)
+    elif case == "missing_folder":
+        out = tmp_path / "nowhere" / "o.tif"
+    elif case == "same":
+        out = rgb
+    else:
+        out = folder / "link.tif"
+        out.symlink_to(rgb)
+    inputs = {p: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.is_symlink()}
+    before = sorted(p.name for p in folder.iterdir())
+    result = invoke(
+        "enhance", source, "-o", out, "--scale", "2", "--model", "bicubic", "--overwrite"
+    )
+    name = out.name if case in ("missing_folder", "same_via_symlink") else source.name
+    assert_refused(result, folder, name, inputs, fragment)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert list((tmp_path / "out").iterdir()) == []
