@@ -12,7 +12,10 @@ including Python, torch and the model), on generated inputs:
 
 Each row is the median of ``--repeats`` timed runs after one warm-up. The baseline rows
 (bicubic for 2D, cubic B-spline for volumes) are measured in the same run, and every
-model's time is also given as a ratio to its baseline. Run on an idle machine::
+model's time is also given as a ratio to its baseline. GFLOP/call counts every FLOP one call
+runs (``torch.utils.flop_counter``, halos included); "% of fp32 matmul" divides the
+achieved rate by a 2048^2 fp32 matmul timed in the same process (same threads). Run on an
+idle machine::
 
     .venv/bin/python -m benchmarks.model_speed [--threads N] [--device cpu|cuda] [--repeats 3]
 """
@@ -59,9 +62,29 @@ def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, 
 
     timing = median_time(run, repeat=repeats, warmup=1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps({"seconds": timing.seconds, "out": int(timing.result.size), "peak_mb": peak_mb})
-    )
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:  # every FLOP one call runs, halos included
+        run()
+    row = {"seconds": timing.seconds, "out": int(timing.result.size), "peak_mb": peak_mb}
+    row["flops"] = int(counter.get_total_flops())
+    row["matmul_flops_per_s"] = matmul_rate(device)
+    print(json.dumps(row))
+
+
+def matmul_rate(device: str, n: int = 2048) -> float:
+    """This process's fp32 matmul rate (FLOP/s), the baseline the model rates are given
+    against (the same threads, measured in the same run)."""
+    import torch
+
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+
+    def run() -> None:
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / median_time(run, repeat=5, warmup=1).seconds
 
 
 def _child(spec: str, kind: str, scale: list[int], args) -> dict:
@@ -121,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         f"volumes: {VOLUME_SIDE}^3 output.\n"
     )
     header = ["model", "domain input", "scale", "seconds", "throughput", "x baseline time"]
+    header += ["GFLOP/call", "GFLOP/s", "% of fp32 matmul"]
     print(markdown_header([*header, "peak RSS (MB)"]))
     baselines: dict[tuple, dict] = {}
     for name, baseline, kind, scale in cases():
@@ -141,6 +165,9 @@ def _print_row(name: str, kind: str, scale: list[int], row: dict, base: dict | N
         what = "volume " + "x".join(str(VOLUME_SIDE // s) for s in scale)
     ratio = f"{seconds / base['seconds']:.1f}" if base else "1.0"
     cells = [name, what, f"x{'x'.join(map(str, scale))}", f"{seconds:.2f}", throughput, ratio]
+    rate = row["flops"] / seconds
+    cells += [f"{row['flops'] / 1e9:.1f}", f"{rate / 1e9:.1f}"]
+    cells.append(f"{100 * rate / row['matmul_flops_per_s']:.0f} %")
     print(markdown_row([*cells, f"{row['peak_mb']:.0f}"]), flush=True)
 
 
