@@ -110,7 +110,7 @@ def clinical(args) -> None:
     for name, timing in [("read", read), ("normalize", norm), ("model", sr), ("write", write)]:
         print(
             markdown_row(
-                [name, f"{timing.seconds:.1f}", f"{100 * timing.seconds / total.seconds:.0f} %"]
+                [name, f"{timing.seconds:.2f}", f"{100 * timing.seconds / total.seconds:.0f} %"]
             )
         )
 
