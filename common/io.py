@@ -74,6 +74,44 @@ def _as_target(item: str | os.PathLike | OutputTarget) -> OutputTarget:
     return item if isinstance(item, OutputTarget) else OutputTarget(Path(item))
 
 
+def _identities(paths: Sequence[str | os.PathLike]) -> set[tuple[int, int]]:
+    ids = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def is_within(inner: Path, outer: Path) -> bool:
+    """True when ``inner`` is ``outer`` or lies below it (resolved paths)."""
+    return inner == outer or outer in inner.parents
+
+
+def check_not_input(
+    path: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    error: type[OutputError] | type = OutputError,
+) -> None:
+    """Refuses an output ``path`` that is one of ``inputs`` (also through symlinks and hard
+    links), or a folder that contains one, or holds a hard link to one.
+
+    ``error`` is the exception class raised (a front end's own ``SRKitError``).
+    """
+    path = Path(path)
+    resolved = path.resolve()
+    sources = [Path(p).resolve() for p in inputs]
+    ids = _identities(sources)
+    if resolved in sources or (path.exists() and _identities([path]) & ids):
+        raise error(f"{path}: output is the input; refusing to overwrite it")
+    if any(is_within(source, resolved) for source in sources):
+        raise error(f"{path}: output contains the input; refusing to replace it")
+    if path.is_dir() and _identities(list(path.iterdir())) & ids:
+        raise error(f"{path}: holds a hard link to an input file; refusing to replace it")
+
+
 def check_targets(
     targets: Sequence[str | os.PathLike | OutputTarget], *, overwrite: bool = False
 ) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import rasterio
 
 from common.errors import OutputError
-from common.io import check_targets
+from common.io import check_not_input, check_targets
 
 from .georef import Georeference, output_shape, output_transform
 from .models import ModelChoice
@@ -64,11 +64,7 @@ def batch_targets(
 def check_output(input_path: Path, output: Path, overwrite: bool = False) -> None:
     """Refuses an output equal to the input, an existing one without ``overwrite``, a
     folder, or one in a missing or unwritable folder (before any work)."""
-    same = output.resolve() == input_path.resolve()
-    if not same and output.exists() and input_path.exists():
-        same = os.path.samefile(output, input_path)  # hard links
-    if same:
-        raise OutputError(f"{output}: output is the input file; choose another -o")
+    check_not_input(output, [input_path])
     if output.is_dir():
         raise OutputError(f"{output}: is a folder; give a file name")
     check_targets([output], overwrite=overwrite)

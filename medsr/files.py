@@ -28,7 +28,7 @@ from typing import Any
 from common import __version__
 from common.errors import SRKitError, first_line
 from common.inference import choose_device
-from common.io import OutputTarget, atomic_outputs
+from common.io import OutputTarget, atomic_outputs, check_not_input, is_within
 
 from .enhance import EnhanceResult, enhance_volume, fmt_scale, plan_enhance
 from .errors import MedsrError, input_error
@@ -84,21 +84,6 @@ def output_kind(output: Path) -> str:
     return "dicom"
 
 
-def _identities(paths: Sequence[Path]) -> set[tuple[int, int]]:
-    ids = set()
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        ids.add((st.st_dev, st.st_ino))
-    return ids
-
-
-def _is_within(inner: Path, outer: Path) -> bool:
-    return inner == outer or outer in inner.parents
-
-
 def _previous_dicom_output(folder: Path) -> bool:
     """True when ``folder`` holds exactly a previous medsr DICOM output (sidecar + .dcm)."""
     try:
@@ -129,17 +114,11 @@ def check_output(
     kind = output_kind(output)
     sidecar = sidecar_path(output)
     src = input_path.resolve()
-    inputs = [src, *(Path(p).resolve() for p in sources)]
-    input_ids = _identities(inputs)
     series_folder = (src if src.is_dir() else src.parent) if dicom else None
     for path in (output, sidecar):
-        dst = path.resolve()
-        if series_folder is not None and _is_within(dst, series_folder):
+        if series_folder is not None and is_within(path.resolve(), series_folder):
             raise input_error(path, "output is in the input DICOM folder; choose another path")
-        if dst in inputs or (path.exists() and _identities([path]) & input_ids):
-            raise input_error(path, "output is the input; refusing to overwrite it")
-        if any(_is_within(p, dst) for p in inputs):
-            raise input_error(path, "output contains the input; refusing to replace it")
+        check_not_input(path, [src, *sources], error=MedsrError)
     if not dicom and is_nifti_path(input_path) and sidecar.resolve() == sidecar_path(src):
         raise input_error(sidecar, "is the input's own sidecar; choose another output name")
     if not output.parent.is_dir():
@@ -161,8 +140,6 @@ def check_output(
                 "exists and is not a previous medsr DICOM output (no matching sidecar, or"
                 " files other than .dcm); remove it yourself or choose another path",
             )
-        if output.is_dir() and any(_identities([p]) & input_ids for p in output.iterdir()):
-            raise input_error(output, "holds a hard link to an input file; refusing to replace it")
     if os.path.lexists(sidecar) and not overwrite:
         raise input_error(
             sidecar, "the output's sidecar already exists; pass --overwrite or choose another path"
