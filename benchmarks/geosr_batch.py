@@ -25,23 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.geosr_memory import WRITE
-from benchmarks.harness import markdown_header, markdown_row, median_time
-
-
-def matmul_gflops(device: str, n: int = 1024, repeat: int = 5) -> float:
-    """fp32 matmul rate of this device in this run (GFLOP/s), the speed baseline."""
-    import torch
-
-    a = torch.rand(n, n, device=device)
-    b = torch.rand(n, n, device=device)
-
-    def run() -> None:
-        a @ b
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    seconds = median_time(run, repeat=repeat, warmup=1).seconds
-    return 2 * n**3 / seconds / 1e9
+from benchmarks.harness import fp32_matmul_rate, markdown_header, markdown_row, median_time
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             if device.startswith("cuda") and not torch.cuda.is_available():
                 print(markdown_row([device, "-", "-", "-", "not available", "-", "-", "-"]))
                 continue
-            rate = matmul_gflops(device)
+            rate = fp32_matmul_rate(device) / 1e9
             reference, first = None, None
             for batch in args.batch_size:
                 out = Path(tmp) / f"out_{device}_{batch}.tif"

@@ -100,3 +100,18 @@ def markdown_table(
 ) -> str:
     """A whole Markdown table (no trailing newline); see :func:`markdown_header`."""
     return "\n".join([markdown_header(header, align), *(markdown_row(r) for r in rows)])
+
+
+def fp32_matmul_rate(device: str = "cpu", n: int = 2048, repeat: int = 5) -> float:
+    """This process's fp32 matmul rate in FLOP/s: the speed baseline every speed claim is
+    a ratio to (measured in the same run, with the same threads)."""
+    import torch
+
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+
+    def run() -> None:
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / median_time(run, repeat=repeat, warmup=1).seconds

@@ -27,7 +27,13 @@ import json
 import subprocess
 import sys
 
-from benchmarks.harness import REPO_ROOT, markdown_header, markdown_row, median_time
+from benchmarks.harness import (
+    REPO_ROOT,
+    fp32_matmul_rate,
+    markdown_header,
+    markdown_row,
+    median_time,
+)
 
 IMAGE_SIDE = 512
 VOLUME_SIDE = 144
@@ -68,23 +74,8 @@ def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, 
         run()
     row = {"seconds": timing.seconds, "out": int(timing.result.size), "peak_mb": peak_mb}
     row["flops"] = int(counter.get_total_flops())
-    row["matmul_flops_per_s"] = matmul_rate(device)
+    row["matmul_flops_per_s"] = fp32_matmul_rate(device)
     print(json.dumps(row))
-
-
-def matmul_rate(device: str, n: int = 2048) -> float:
-    """This process's fp32 matmul rate (FLOP/s), the baseline the model rates are given
-    against (the same threads, measured in the same run)."""
-    import torch
-
-    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
-
-    def run() -> None:
-        a @ b
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    return 2 * n**3 / median_time(run, repeat=5, warmup=1).seconds
 
 
 def _child(spec: str, kind: str, scale: list[int], args) -> dict:
