@@ -10,14 +10,20 @@ including Python, torch and the model), on generated inputs:
   models) on a normalized volume whose output is 144 x 144 x 144 voxels; reported as
   volumes/s and Mvox/s of output.
 
-Each row is the median of ``--repeats`` timed runs after one warm-up. The baseline rows
-(bicubic for 2D, cubic B-spline for volumes) are measured in the same run, and every
+Each model runs on every installed inference backend (``--backend`` of the CLIs: torch,
+onnx = ONNX Runtime, openvino; see ``common.inference.backends``), each in its own process,
+with the same threads. Each row is the median of ``--repeats`` timed runs after one warm-up
+(the warm-up also exports and compiles the graph for onnx/openvino). The baseline rows
+(bicubic for 2D, cubic B-spline for volumes; torch) are measured in the same run, and every
 model's time is also given as a ratio to its baseline. GFLOP/call counts every FLOP one call
-runs (``torch.utils.flop_counter``, halos included); "% of fp32 matmul" divides the
-achieved rate by a 2048^2 fp32 matmul timed in the same process (same threads). Run on an
-idle machine::
+runs (``torch.utils.flop_counter`` on the torch path, halos included; the exported graph
+runs the same convolutions); "% of fp32 matmul" divides the achieved rate by a 2048^2 fp32
+matmul timed in the same process (same threads; the mean of one timing just before the
+model's runs and one just after). Guided sharpening models (scale 1) are left out. Run
+on an idle machine::
 
     .venv/bin/python -m benchmarks.model_speed [--threads N] [--device cpu|cuda] [--repeats 3]
+        [--backends torch onnx openvino] [--models rs_edsr_x2 ...]
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ IMAGE_SIDE = 512
 VOLUME_SIDE = 144
 
 
-def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, repeats: int):
+def _measure(
+    spec: str, kind: str, scale: list[int], threads: int, device: str, repeats: int, backend: str
+):
     """Runs in the child process: times ``spec`` and prints a JSON line."""
     import resource
 
@@ -48,6 +56,7 @@ def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, 
     from scipy.ndimage import gaussian_filter
 
     from common import load_model, upscale
+    from common.inference.backends import using_backend
     from medsr.enhance import super_resolve
 
     torch.set_num_threads(threads)
@@ -56,29 +65,32 @@ def _measure(spec: str, kind: str, scale: list[int], threads: int, device: str, 
         lr = gaussian_filter(rng.random((IMAGE_SIDE, IMAGE_SIDE)), 1.5).astype(np.float32)[None]
         model = load_model(spec).at_scale(scale[0], dims=2)
 
-        def run():
-            return upscale(model, lr, scale=scale[0], device=device)
+        def run(backend=backend):
+            return upscale(model, lr, scale=scale[0], device=device, backend=backend)
 
     else:
         shape = tuple(VOLUME_SIDE // s for s in scale)
         lr = gaussian_filter(rng.random(shape), 1.5).astype(np.float32)
 
-        def run():
-            return super_resolve(lr, scale, spec, device=device)[0]
+        def run(backend=backend):
+            with using_backend(backend):
+                return super_resolve(lr, scale, spec, device=device)[0]
 
+    matmul_before = fp32_matmul_rate(device)
     timing = median_time(run, repeat=repeats, warmup=1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:  # every FLOP one call runs, halos included
-        run()
+        run("torch")
     row = {"seconds": timing.seconds, "out": int(timing.result.size), "peak_mb": peak_mb}
     row["flops"] = int(counter.get_total_flops())
-    row["matmul_flops_per_s"] = fp32_matmul_rate(device)
+    # the mean of the rates just before and just after: a busy machine moves both
+    row["matmul_flops_per_s"] = (matmul_before + fp32_matmul_rate(device)) / 2
     print(json.dumps(row))
 
 
-def _child(spec: str, kind: str, scale: list[int], args) -> dict:
+def _child(spec: str, kind: str, scale: list[int], args, backend: str = "torch") -> dict:
     command = [
         sys.executable,
         "-m",
@@ -91,6 +103,8 @@ def _child(spec: str, kind: str, scale: list[int], args) -> dict:
         args.device,
         "--repeats",
         str(args.repeats),
+        "--backends",
+        backend,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO_ROOT)
     if done.returncode != 0:
@@ -104,6 +118,8 @@ def cases() -> list[tuple[str, str, str, list[int]]]:
 
     rows = []
     for card in list_models():
+        if card.hparams.get("guide_channels"):  # guided sharpening (scale 1), not upscale
+            continue
         scale = list(card.axis_scale) or [card.scale] * card.dims
         if card.domain in ("mri", "ct"):
             factor = max(scale)
@@ -123,30 +139,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--backends", nargs="+", default=None, help="Default: every installed backend."
+    )
+    parser.add_argument("--models", nargs="+", default=None, help="Default: every shipped model.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         spec, kind, scale = json.loads(args.child)
-        _measure(spec, kind, scale, args.threads, args.device, args.repeats)
+        _measure(spec, kind, scale, args.threads, args.device, args.repeats, args.backends[0])
         return
+    from common.inference.backends import installed_backends
+
+    chosen = args.backends or installed_backends()
     print(
         f"{args.device}, {args.threads} threads, median of {args.repeats}; peak RSS of a fresh "
         f"process (Python + torch + model + data). 2D: {IMAGE_SIDE}x{IMAGE_SIDE} low-res input; "
-        f"volumes: {VOLUME_SIDE}^3 output.\n"
+        f"volumes: {VOLUME_SIDE}^3 output. Backends: {', '.join(chosen)}.\n"
     )
-    header = ["model", "domain input", "scale", "seconds", "throughput", "x baseline time"]
+    header = ["model", "backend", "domain input", "scale", "seconds", "throughput"]
+    header += ["x baseline time"]
     header += ["GFLOP/call", "GFLOP/s", "% of fp32 matmul"]
     print(markdown_header([*header, "peak RSS (MB)"]))
     baselines: dict[tuple, dict] = {}
     for name, baseline, kind, scale in cases():
+        if args.models and name not in args.models:
+            continue
         key = (baseline, kind, tuple(scale))
         if key not in baselines:
             baselines[key] = _child(baseline, kind, scale, args)
-            _print_row(f"{baseline} (baseline)", kind, scale, baselines[key], None)
-        _print_row(name, kind, scale, _child(name, kind, scale, args), baselines[key])
+            _print_row(f"{baseline} (baseline)", "torch", kind, scale, baselines[key], None)
+        for backend in chosen:
+            row = _child(name, kind, scale, args, backend)
+            _print_row(name, backend, kind, scale, row, baselines[key])
 
 
-def _print_row(name: str, kind: str, scale: list[int], row: dict, base: dict | None) -> None:
+def _print_row(
+    name: str, backend: str, kind: str, scale: list[int], row: dict, base: dict | None
+) -> None:
     seconds = row["seconds"]
     if kind == "image":
         throughput = f"{row['out'] / seconds / 1e6:.2f} Mpix/s"
@@ -155,7 +185,8 @@ def _print_row(name: str, kind: str, scale: list[int], row: dict, base: dict | N
         throughput = f"{1 / seconds:.3f} vol/s ({row['out'] / seconds / 1e6:.2f} Mvox/s)"
         what = "volume " + "x".join(str(VOLUME_SIDE // s) for s in scale)
     ratio = f"{seconds / base['seconds']:.1f}" if base else "1.0"
-    cells = [name, what, f"x{'x'.join(map(str, scale))}", f"{seconds:.2f}", throughput, ratio]
+    cells = [name, backend, what, f"x{'x'.join(map(str, scale))}", f"{seconds:.2f}", throughput]
+    cells.append(ratio)
     rate = row["flops"] / seconds
     cells += [f"{row['flops'] / 1e9:.1f}", f"{rate / 1e9:.1f}"]
     cells.append(f"{100 * rate / row['matmul_flops_per_s']:.0f} %")

@@ -84,3 +84,65 @@ def check_memory(
             " limit)"
         )
     return needed
+
+
+# --------------------------------------------------------------------------- threads
+
+CORES_ENV = "SRKIT_CORES"
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: ``SRKIT_CORES`` if set, else the smaller of its CPU
+    affinity (taskset, cpusets) and the cgroup v2 CPU quota (containers), at least 1."""
+    if os.environ.get(CORES_ENV):
+        try:
+            value = int(os.environ[CORES_ENV])
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ResourceError(
+                f"{CORES_ENV}={os.environ[CORES_ENV]!r}: must be a whole number >= 1"
+            )
+        return value
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def thread_budget(workers: int = 1, *, cores: int | None = None) -> int:
+    """Intra-op threads per process so that ``workers`` processes together use at most
+    ``cores`` (default :func:`available_cores`): ``max(1, cores // workers)``.
+
+    With more workers than cores each gets one thread (then the machine is oversubscribed
+    by the workers themselves; use fewer). ``workers=1`` gives every core, the default
+    torch already uses (``torch.get_num_threads()`` is the physical core count unless
+    ``OMP_NUM_THREADS`` says otherwise).
+
+    Raises:
+        ResourceError: ``workers`` or ``cores`` below 1.
+    """
+    total = available_cores() if cores is None else int(cores)
+    if int(workers) < 1 or total < 1:
+        raise ResourceError(
+            f"thread_budget needs workers >= 1 and cores >= 1, got {workers}, {total}"
+        )
+    return max(1, total // int(workers))
+
+
+def apply_thread_budget(workers: int = 1, *, cores: int | None = None) -> int:
+    """Sets this process's torch intra-op threads to :func:`thread_budget` and returns it
+    (the ONNX Runtime and OpenVINO backends follow ``torch.get_num_threads()``)."""
+    import torch
+
+    threads = thread_budget(workers, cores=cores)
+    torch.set_num_threads(threads)
+    return threads

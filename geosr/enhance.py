@@ -25,6 +25,7 @@ import contextlib
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def enhance_raster(
     input_path: str | os.PathLike,
     output: str | os.PathLike | None = None,
     options: EnhanceOptions | None = None,
+    *,
+    extra_tags: Mapping[str, str] | None = None,
+    writer: Callable[..., tuple[int, int, int]] | None = None,
 ) -> EnhanceResult:
     """Super-resolves one raster into a new GeoTIFF (see the module docstring).
 
@@ -89,6 +93,10 @@ def enhance_raster(
         input_path: anything rasterio opens (GeoTIFF, COG, VRT).
         output: output file; default ``<stem>_sr_x<scale>.tif`` next to the input.
         options: ``EnhanceOptions``.
+        extra_tags: more dataset tags (a batch's resume record, ``SR_BATCH``).
+        writer: what streams the upscaled raster into the (temporary) path, with the
+            signature of ``write_sr`` (default); ``geosr.distributed`` passes one that
+            runs the row bands on a Dask cluster.
 
     Raises:
         GeosrError (RasterInputError, GeoreferenceError), OutputError: bad input,
@@ -136,7 +144,10 @@ def enhance_raster(
                 current = work / "sr.tif"
             else:
                 current = final
-            counts = write_sr(src, name, plan, choice, georef, current, options)
+            counts = (writer or write_sr)(src, name, plan, choice, georef, current, options)
+            if extra_tags:
+                with rasterio.open(current, "r+") as written:
+                    written.update_tags(**extra_tags)
             if options.dst_crs:
                 warped = final if not options.cog else work / "warped.tif"
                 reproject_raster(current, options.dst_crs, warped)

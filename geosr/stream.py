@@ -168,16 +168,36 @@ def process_batch(
     return results
 
 
+def row_bands(reads: Sequence[WindowRead]) -> list[tuple[int, int]]:
+    """The output row ranges ``(start, stop)`` of the rows of windows, top to bottom."""
+    spans = {
+        (int(r.out_window.row_off), int(r.out_window.row_off + r.out_window.height)) for r in reads
+    }
+    return sorted(spans)
+
+
 def stream_windows(
-    src, name: str, plan: EnhancePlan, dst, block: int, options: EnhanceOptions
+    src,
+    name: str,
+    plan: EnhancePlan,
+    dst,
+    block: int,
+    options: EnhanceOptions,
+    rows: tuple[int, int] | None = None,
 ) -> tuple[int, int, int]:
     """Writes every output window of ``dst``; returns ``(windows, skipped, forward passes)``.
 
     Windows whose core is all invalid are written as nodata without running the model.
+    ``rows``: only the windows of this output row band (:func:`row_bands`), written into
+    a ``dst`` that holds just that band (its row 0 is output row ``rows[0]``).
     """
     from tqdm import tqdm
 
     reads = plan_stream((src.height, src.width), plan.scale, block, plan.radius, options)
+    offset = 0
+    if rows is not None:
+        offset = rows[0]
+        reads = [r for r in reads if rows[0] <= r.out_window.row_off < rows[1]]
     batch = max(1, options.batch_size or 1)
     write_mask = plan.layout.mask_kind == "mask"
     skipped = passes = 0
@@ -193,10 +213,15 @@ def stream_windows(
             passes += any(r.ran_model for r in results)
             for result in results:
                 skipped += not result.ran_model
-                dst.write(result.data, window=result.read.out_window)
+                window = result.read.out_window
+                if offset:
+                    window = Window(
+                        window.col_off, window.row_off - offset, window.width, window.height
+                    )
+                dst.write(result.data, window=window)
                 if write_mask:
                     mask = np.where(result.valid, 255, 0).astype(np.uint8)
-                    dst.write_mask(mask, window=result.read.out_window)
+                    dst.write_mask(mask, window=window)
             bar.update(len(pending))
             pending = []
     return len(reads), skipped, passes

@@ -32,6 +32,7 @@ from ..models.card import DEFAULT_TILE_HINT
 from ..models.layers import expand_per_axis
 from ..models.registry import load_model
 from ..resources import check_memory
+from . import backends
 from .invalid import NAN_POLICIES, fill_channels, mask_channels
 from .windows import Window, WindowError, plan_windows
 
@@ -170,12 +171,21 @@ def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
         raise TilingError(str(exc)) from None
 
 
-def _run(model, tensor, scale, roi, halo, batch, device, progress):
-    image_size = tuple(tensor.shape[2:])
+def _plan(image_size, roi, halo) -> list[Window]:
     try:
-        windows = plan_windows(image_size, roi, halo)
+        return plan_windows(image_size, roi, halo)
     except WindowError as exc:
         raise TilingError(f"tile {roi}: {exc}") from None
+
+
+def _run_exported(model, tensor, scale, roi, halo, batch, progress, backend):
+    """The exported graph on ONNX Runtime / OpenVINO (CPU), same windows and stitching."""
+    windows = _plan(tuple(tensor.shape[2:]), roi, halo)
+    return _infer(windows, tensor, scale, batch, progress, backends.runner(model, backend))
+
+
+def _run(model, tensor, scale, roi, halo, batch, device, progress):
+    windows = _plan(tuple(tensor.shape[2:]), roi, halo)
     # optional channels-last fast path on CPUs (see CPU_CHANNELS_LAST)
     # (a plane-wise 2D model in a 3D run converts its planes itself)
     model_format = window_format = None
@@ -191,6 +201,17 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
         if model_format is not None:
             model_on_device = model_on_device.to(memory_format=model_format)
     network = _Network(model_on_device, device, device.type == "cuda", window_format)
+    out = _infer(windows, tensor, scale, batch, progress, network)
+    if network.fallbacks:
+        warnings.warn(
+            f"bf16 gave non-finite values in {network.fallbacks} batch(es); redone in float32",
+            stacklevel=3,
+        )
+    return out
+
+
+def _infer(windows, tensor, scale, batch, progress, network) -> torch.Tensor:
+    """Runs ``network`` over the planned windows and stitches the owned cores."""
     inferer = PatchInferer(
         splitter=_PlannedSplitter(windows, progress),
         merger_cls=_OwnedCoreMerger,
@@ -200,13 +221,7 @@ def _run(model, tensor, scale, roi, halo, batch, device, progress):
         device=torch.device("cpu"),
     )
     with torch.inference_mode():
-        out = inferer(tensor, network)
-    if network.fallbacks:
-        warnings.warn(
-            f"bf16 gave non-finite values in {network.fallbacks} batch(es); redone in float32",
-            stacklevel=3,
-        )
-    return out
+        return inferer(tensor, network)
 
 
 def default_tile(model: SRModule, dims: int) -> int:
@@ -232,6 +247,7 @@ def upscale(
     batch_size: int | None = None,
     progress: bool = False,
     nan_policy: str = "mask",
+    backend: str | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Super-resolves one image or volume with seam-free tiled inference.
 
@@ -261,6 +277,11 @@ def upscale(
             at their upscaled footprint after it, so no valid output value becomes NaN.
             ``"propagate"``: they go through the model as they are (a NaN spreads over the
             receptive field). ``"raise"``: a non-finite input is an error.
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime), ``"openvino"`` or ``"auto"`` (the
+            fastest installed one for this model on the CPU, torch on a GPU); see
+            :mod:`common.inference.backends`. Default: the current one
+            (:func:`~common.inference.backends.using_backend`, ``SRKIT_BACKEND``), else
+            torch. onnx and openvino run on the CPU (``device`` None means the CPU then).
 
     Returns:
         float32 array (or tensor, if a tensor was given) with each spatial axis multiplied
@@ -270,6 +291,7 @@ def upscale(
     Raises:
         TilingError: bad tile, overlap, scale or device; a model that gives non-finite
             values from finite input (broken weights).
+        BackendError: an unknown backend, or one whose runtime is not installed.
         ResourceError: an output that would not fit in memory (checked before any work).
     """
     if nan_policy not in NAN_POLICIES:
@@ -324,7 +346,11 @@ def upscale(
     batch = DEFAULT_BATCH if batch_size is None else batch_size
     if batch < 1:
         raise TilingError(f"batch_size must be >= 1, got {batch}")
+    backend = backends.require(backends.current_backend() if backend is None else backend)
+    if device is None and backend in ("onnx", "openvino"):
+        device = "cpu"
     run_device = choose_device(device)
+    backend = backends.resolve(backend, model, run_device)
 
     was_training = model.training
     model.eval()
@@ -337,7 +363,12 @@ def upscale(
                         f"tile {tile_size} is too small for halo {halo}: each tiled axis needs tile > 2*halo"
                     )
             try:
-                out = _run(model, tensor, model.scale, roi, halo, batch, run_device, progress)
+                if backend == "torch":
+                    out = _run(model, tensor, model.scale, roi, halo, batch, run_device, progress)
+                else:
+                    out = _run_exported(
+                        model, tensor, model.scale, roi, halo, batch, progress, backend
+                    )
                 break
             except torch.OutOfMemoryError:
                 if run_device.type == "cuda":
