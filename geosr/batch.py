@@ -1,0 +1,115 @@
+"""``geosr enhance`` on many files: one job per raster through :mod:`common.batch`.
+
+In process by default, or on a Dask ``LocalCluster`` (``--workers N``) or an existing
+scheduler (``--scheduler ADDRESS``). A bad file fails alone with its one-line error; the
+others finish. Each output carries its resume record in the ``SR_BATCH`` GeoTIFF tag (the
+input's SHA-256, the model and the options), so a rerun skips every output that is
+current without touching it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from common.batch import Job, JobResult, report_path, run_batch, use_model_cache, write_report
+
+from .plan import EnhanceOptions
+
+BATCH_TAG = "SR_BATCH"
+# EnhanceOptions fields that are not plain settings of the result
+_NOT_OPTIONS = ("log", "progress", "overwrite")
+
+
+def plain_options(options: EnhanceOptions) -> dict[str, Any]:
+    """The settings of ``options`` as plain values (what travels to a worker)."""
+    values = dataclasses.asdict(options)
+    for name in _NOT_OPTIONS:
+        values.pop(name)
+    if isinstance(values["bands"], tuple):
+        values["bands"] = list(values["bands"])
+    return values
+
+
+def options_from(plain: Mapping[str, Any], overwrite: bool) -> EnhanceOptions:
+    """:class:`EnhanceOptions` back from :func:`plain_options` (no log, no progress bar)."""
+    return EnhanceOptions(**plain, overwrite=overwrite, progress=False)
+
+
+class EnhanceTask:
+    """One raster of a ``geosr enhance`` batch (:class:`common.batch.BatchTask`).
+
+    ``log`` (in-process runs only; it does not travel to workers): called with the model
+    line of each file.
+    """
+
+    resumable = True
+
+    def __init__(self, log: Callable[[str], None] | None = None):
+        self.log = log
+
+    def run(self, job: Job, overwrite: bool, record: Mapping[str, Any]) -> None:
+        from . import models
+        from .enhance import enhance_raster
+
+        use_model_cache(models)  # one load per worker process
+        options = dataclasses.replace(options_from(job.options, overwrite), log=self.log)
+        tags = {BATCH_TAG: json.dumps(dict(record), sort_keys=True)}
+        enhance_raster(job.input, job.output, options, extra_tags=tags)
+
+    def recorded(self, output: Path) -> Mapping[str, Any] | None:
+        import rasterio
+
+        with rasterio.open(output) as dataset:
+            text = dataset.tags().get(BATCH_TAG)
+        return json.loads(text) if text else None
+
+    def targets(self, job: Job) -> list[Path]:
+        return [job.output]
+
+
+def enhance_batch(
+    files: Sequence[Path],
+    targets: Sequence[Path],
+    folder: Path | None,
+    options: EnhanceOptions,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    report_csv: bool | None = None,
+    on_result: Callable[[JobResult], None] | None = None,
+) -> list[JobResult]:
+    """Enhances ``files`` into ``targets`` (from ``batch_targets``); returns each result.
+
+    Creates ``folder`` if needed and removes it again when it stays empty. ``report_csv``
+    (default: on for Dask runs) writes ``batch_report.csv`` into ``folder`` (else beside
+    the first output). ``options.overwrite`` redoes current outputs too. In process, a
+    bug (an exception other than a user error) still stops the batch.
+    """
+    on_dask = workers is not None or scheduler is not None
+    if report_csv is None:
+        report_csv = on_dask
+    plain = plain_options(options)
+    jobs = [Job(Path(f), Path(t), plain) for f, t in zip(files, targets, strict=True)]
+    created = folder is not None and not folder.exists()
+    if created:
+        folder.mkdir()
+    try:
+        results = run_batch(
+            EnhanceTask(None if on_dask else options.log),
+            jobs,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=options.overwrite,
+            progress=options.progress,
+            on_result=on_result,
+        )
+        if report_csv:
+            write_report(report_path(list(targets), folder), results)
+    finally:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
+    return results
