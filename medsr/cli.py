@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import click
 
+from common.batch import cluster_options
 from common.cli import format_models, make_group
+from common.export import export_command
+from common.inference.backends import backend_option
 from common.training.cli import make_train_command
 
 main = make_group("medsr", "Super-resolution of MRI and CT volumes (NIfTI, DICOM).")
@@ -93,31 +95,94 @@ def _parse_options(target: str, options: dict) -> dict:
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per forward pass."
 )
+@backend_option()
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input).")
-def enhance(input_path: str, output: str | None, progress: bool | None, **options) -> None:
-    """Super-resolve a NIfTI/MGZ file, a DICOM series folder, or a batch (folder or glob)."""
+@click.option(
+    "--self-supervised",
+    is_flag=True,
+    help="Adapt the model to this scan first, from its own in-plane slices (SMORE-style).",
+)
+@click.option(
+    "--budget",
+    default=None,
+    help="--self-supervised time budget: 10m (default), 90s, 1h or seconds; 0 = no adaptation.",
+)
+@click.option(
+    "--profile",
+    default="auto",
+    show_default=True,
+    help="--self-supervised slice profile: auto, gaussian, box, FWHM_MM or KIND:FWHM_MM.",
+)
+@click.option(
+    "--save-model",
+    default=None,
+    help="--self-supervised: also write the adapted model (.safetensors plus card).",
+)
+@cluster_options
+def enhance(
+    input_path: str,
+    output: str | None,
+    progress: bool | None,
+    workers: int | None,
+    scheduler: str | None,
+    report_csv: bool | None,
+    **options,
+) -> None:
+    """Super-resolve a NIfTI/MGZ file, a DICOM series folder, or a batch (folder or glob).
+
+    A batch resumes: a file whose output and sidecar record the same input, model and
+    options is skipped untouched (``--overwrite`` redoes it).
+    """
+    from common.inference.backends import using_backend
+
+    from .errors import MedsrError
     from .files import enhance_batch, enhance_file, is_batch
 
+    backend = options.pop("backend")
     options = _parse_options(input_path, options)
     if progress is None:
         progress = sys.stderr.isatty()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, using_backend(backend):
         warnings.simplefilter("always")
         if is_batch(input_path):
+            if options.get("save_model"):
+                raise MedsrError(
+                    "--save-model writes one model; give it with one input, not a batch"
+                )
 
-            def report(path: Path, error: str | None) -> None:
-                click.echo(f"error: {error}" if error else f"ok: {path}", err=bool(error))
+            def report(result) -> None:
+                for message in result.warnings:
+                    click.echo(f"warning: {message}", err=True)
+                if result.failed:
+                    click.echo(f"error: {result.error}", err=True)
+                else:
+                    click.echo(f"{result.status}: {result.job.input}")
 
-            results = enhance_batch(input_path, output, report=report, progress=progress, **options)
-            failed = sum(1 for _, error in results if error)
-            click.echo(f"{len(results) - failed} of {len(results)} file(s) enhanced")
+            results = enhance_batch(
+                input_path,
+                output,
+                report=report,
+                workers=workers,
+                scheduler=scheduler,
+                report_csv=report_csv,
+                progress=progress,
+                **options,
+            )
+            failed = sum(r.failed for r in results)
+            skipped = sum(r.status == "skipped" for r in results)
+            note = f" ({skipped} already up to date)" if skipped else ""
+            click.echo(f"{len(results) - failed} of {len(results)} file(s) enhanced{note}")
             _show_warnings(caught)
             if failed:
                 sys.exit(2)
             return
+        if workers is not None or scheduler is not None:
+            click.echo(
+                "warning: --workers/--scheduler apply to batches; one file runs here", err=True
+            )
         result = enhance_file(input_path, output, progress=progress, **options)
     _show_warnings(caught)
     prov = result.provenance
@@ -125,6 +190,9 @@ def enhance(input_path: str, output: str | None, progress: bool | None, **option
         f"{prov['output']}: {prov['plan']}; method {prov['method']} with {prov['model']['name']}"
         f" ({prov['model']['reason']}); spacing {prov['spacing_before']} -> {prov['spacing_after']} mm"
     )
+
+
+main.add_command(export_command())
 
 
 @main.command("simulate")

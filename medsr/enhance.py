@@ -19,6 +19,7 @@ import numpy as np
 
 from common import __version__
 from common.inference.invalid import fill_nearest, parent_mask
+from common.models.architectures import SRModule
 from common.resources import check_memory
 
 from . import geometry
@@ -75,8 +76,9 @@ def enhance_volume(
     volume: Volume,
     plan: Plan,
     *,
-    model: str | None = None,
+    model: str | SRModule | None = None,
     modality: str = "auto",
+    model_reason: str | None = None,
     device: str | None = None,
     tile: int | None = None,
     batch_size: int | None = None,
@@ -84,7 +86,9 @@ def enhance_volume(
 ) -> EnhanceResult:
     """Super-resolves ``volume`` as planned; output in the input's units and world frame.
 
-    ``model=None`` picks :func:`default_model` for the modality; ``modality="auto"`` reads
+    ``model=None`` picks :func:`default_model` for the modality; a model instance (an
+    adapted one from :func:`medsr.self_supervised.adapt`) runs as it is, its card naming it
+    (``model_reason`` says why, in the provenance); ``modality="auto"`` reads
     the DICOM Modality, else the value range (:func:`medsr.intensity.detect_modality`).
     """
     start = time.perf_counter()
@@ -93,12 +97,16 @@ def enhance_volume(
     # the output, the normalized copy and one plane orientation's result at once
     check_memory(volume.source or "volume", plan.out_shape, "the output", copies=4)
     kind = detect_modality(volume.data, volume.modality) if modality == "auto" else modality
-    choice = (
-        default_model(kind, plan.axis_scale)
-        if model is None
-        else ModelChoice(str(model), "given with --model")
-    )
-    net = load_method_model(choice.spec)
+    if isinstance(model, SRModule):  # a model in memory (e.g. medsr.self_supervised.adapt)
+        choice = ModelChoice(model.card.name, model_reason or "a model given in memory")
+        net = model
+    else:
+        choice = (
+            default_model(kind, plan.axis_scale)
+            if model is None
+            else ModelChoice(str(model), model_reason or "given with --model")
+        )
+        net = load_method_model(choice.spec)
     norm = normalization_for(volume.data, kind)
     missing = ~np.isfinite(volume.data)
     x = norm.forward(fill_nearest(volume.data, missing))

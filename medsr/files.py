@@ -21,14 +21,15 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from common import __version__
+from common.batch import Job, JobResult, report_path, run_batch, use_model_cache, write_report
 from common.errors import SRKitError, first_line
 from common.inference import choose_device
-from common.io import OutputTarget, atomic_outputs, check_not_input, is_within
+from common.io import OutputTarget, atomic_outputs, check_not_input, check_targets, is_within
 
 from .enhance import EnhanceResult, enhance_volume, fmt_scale, plan_enhance
 from .errors import MedsrError, input_error
@@ -164,8 +165,18 @@ def enhance_file(
     batch_size: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    batch_record: dict[str, Any] | None = None,
+    self_supervised: bool = False,
+    budget: str | float | None = None,
+    profile: str | None = "auto",
+    save_model: str | os.PathLike | None = None,
 ) -> EnhanceResult:
     """Reads, enhances and writes one scan; returns the result with ``output``/``sidecar``.
+
+    ``self_supervised``: first adapt the model to the scan (:func:`medsr.self_supervised.
+    adapt`, within ``budget``, with ``profile``; ``model`` is then the model to start
+    from) and record the adaptation in the sidecar; ``save_model`` also writes the model
+    used (``.safetensors`` plus its card), checked like the output before any work.
 
     The output format follows the output path (``.nii``/``.nii.gz``: NIfTI; a name
     without extension: a derived DICOM series folder). Default output:
@@ -173,12 +184,20 @@ def enhance_file(
     type, rounded and clipped; DICOM output always keeps the source bit depth). The output
     and its sidecar are written to temporaries and renamed together: nothing is left
     behind on error, and without ``overwrite`` nothing existing is replaced.
+    ``batch_record``: stored as the sidecar's ``batch`` entry (a batch's resume record,
+    :func:`common.batch.job_record`).
     """
     input_path = Path(input_path)
     if dtype not in ("float32", "keep"):
         raise MedsrError(f"--dtype must be float32 or keep, got {dtype!r}")
     if device is not None:
         choose_device(device)  # a bad --device fails before any work
+    if self_supervised:  # so do bad --budget/--profile values
+        from .self_supervised import parse_budget
+        from .slice_profile import parse_profile
+
+        parse_budget(budget)
+        parse_profile(profile)
     volume = read_volume(input_path, trust=trust, series=series)
     dicom = volume.format == "dicom"
     out = Path(output) if output is not None else default_output(input_path)
@@ -193,11 +212,44 @@ def enhance_file(
         )
     except ValueError as exc:
         raise input_error(input_path, str(exc)) from None
+    if not self_supervised and (budget is not None or save_model is not None):
+        raise MedsrError("--budget and --save-model go with --self-supervised")
+    if not self_supervised and profile not in (None, "auto"):
+        raise MedsrError("--profile goes with --self-supervised")
+    model_targets = _model_targets(save_model, input_path, volume, overwrite)
+    input_hash = sha256_of(input_path, list(volume.source_files) if dicom else None)
+    reason = None
+    if self_supervised:
+        from .self_supervised import adapt
+
+        try:
+            model = adapt(
+                volume,
+                plan,
+                budget=budget if budget is not None else "10m",
+                profile=profile,
+                model=model,
+                modality=modality,
+                source_sha256=input_hash,
+                progress=progress,
+            )
+        except SRKitError as exc:
+            if str(exc).startswith(str(input_path)):
+                raise
+            raise input_error(input_path, first_line(exc)) from None
+        record = model.adaptation
+        if record.get("fallback"):
+            reason = "self-supervised adaptation did not help on held-out slices; start model"
+        elif record.get("steps"):
+            reason = "adapted to this scan (self-supervised)"
+        else:
+            reason = f"self-supervised with budget 0: {record['start']}"
     try:
         result = enhance_volume(
             volume,
             plan,
             model=model,
+            model_reason=reason,
             modality=modality,
             device=device,
             tile=tile,
@@ -211,11 +263,17 @@ def enhance_file(
     except (ValueError, RuntimeError, LookupError, OSError) as exc:  # bad --model/--device
         raise input_error(input_path, first_line(exc)) from exc
     prov = result.provenance
-    prov["input_sha256"] = sha256_of(input_path, list(volume.source_files) if dicom else None)
+    prov["input_sha256"] = input_hash
+    if self_supervised:
+        prov["self_supervised"] = model.adaptation
+        if save_model is not None:
+            prov["saved_model"] = str(save_model)
     if dicom:
         prov["input_files"] = len(volume.source_files)
     prov["output"] = str(out)
     prov["sidecar"] = str(side)
+    if batch_record is not None:
+        prov["batch"] = batch_record
     derivation = (
         f"medsr {__version__} {prov['model']['name']} x{fmt_scale(prov['total_scale'])}"
         f" ({prov['method']})"
@@ -230,7 +288,32 @@ def enhance_file(
                 result.volume, temporary, template=volume, derivation=derivation, name=out
             )
         temporary_side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+    if model_targets:
+        from common.models.weights import save_model as save_weights
+
+        save_weights(model, model_targets[0], model.card)
     return result
+
+
+def _model_targets(
+    save_model: str | os.PathLike | None, input_path: Path, volume, overwrite: bool
+) -> list[Path]:
+    """The weights file and card ``--save-model`` will write, checked before any work."""
+    if save_model is None:
+        return []
+    from common.models.weights import card_path_for
+
+    path = Path(save_model)
+    if path.suffix != ".safetensors":
+        raise input_error(path, "--save-model writes .safetensors (plus a .json card beside it)")
+    targets = [path, card_path_for(path)]
+    for target in targets:
+        check_not_input(target, [input_path.resolve(), *volume.source_files], error=MedsrError)
+    try:
+        check_targets(targets, overwrite=overwrite)
+    except SRKitError as exc:
+        raise MedsrError(first_line(exc)) from None
+    return targets
 
 
 def expand_inputs(spec: str) -> list[Path]:
@@ -261,17 +344,62 @@ def batch_output_name(file: Path) -> str:
     return file.name
 
 
+class EnhanceTask:
+    """One file of a ``medsr enhance`` batch (:class:`common.batch.BatchTask`)."""
+
+    resumable = True
+
+    def run(self, job: Job, overwrite: bool, record: Mapping[str, Any]) -> None:
+        from . import methods
+
+        use_model_cache(methods)  # one load per worker process
+        options = dict(job.options)
+        if options.get("scale") is not None:
+            options["scale"] = tuple(options["scale"])
+        try:
+            enhance_file(
+                job.input, job.output, overwrite=overwrite, batch_record=dict(record), **options
+            )
+        except (SRKitError, OSError):
+            raise
+        except ValueError as exc:  # a ValueError from a reader: this file's problem
+            raise input_error(job.input, first_line(exc)) from None
+
+    def recorded(self, output: Path) -> Mapping[str, Any] | None:
+        prov = json.loads(sidecar_path(output).read_text(encoding="utf-8"))
+        return prov.get("batch") if isinstance(prov, dict) else None
+
+    def targets(self, job: Job) -> list[Path]:
+        return [job.output, sidecar_path(job.output)]
+
+
+def batch_jobs(files: Sequence[Path], out_dir: Path, options: Mapping[str, Any]) -> list[Job]:
+    """One job per file: same name in ``out_dir``, plain options (tuples as lists)."""
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+    return [Job(file, out_dir / batch_output_name(file), plain) for file in files]
+
+
 def enhance_batch(
     spec: str,
     out_dir: str | os.PathLike | None,
-    report: Callable[[Path, str | None], None] | None = None,
+    report: Callable[[JobResult], None] | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    report_csv: bool | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
     **options: Any,
-) -> list[tuple[Path, str | None]]:
+) -> list[JobResult]:
     """Enhances every file of a batch into ``out_dir`` (same file names).
 
-    Each file's user error is caught and reported as ``(path, "message")``; the others go
-    on. ``out_dir`` defaults to ``<folder>_sr`` for a folder (required for a glob). A
-    folder this call created is removed again when no file could be written into it.
+    Runs through :func:`common.batch.run_batch`: in process, on a LocalCluster of
+    ``workers`` or on the Dask ``scheduler``. Each file's user error fails that file
+    alone (``report`` is called with each result as it ends); a file whose output and
+    sidecar record the same input hash, model and options is skipped untouched unless
+    ``overwrite``. ``out_dir`` defaults to ``<folder>_sr`` for a folder (required for a
+    glob). ``report_csv`` (default: on for Dask runs) writes ``out_dir/batch_report.csv``.
+    A folder this call created is removed again when no file could be written into it.
     """
     files = expand_inputs(spec)
     if out_dir is None:
@@ -285,20 +413,23 @@ def enhance_batch(
         raise MedsrError(f"{out_dir}: output folder is the input folder; choose another")
     if not out_dir.parent.is_dir():
         raise MedsrError(f"{out_dir}: the output's folder {out_dir.parent} does not exist")
+    if report_csv is None:
+        report_csv = workers is not None or scheduler is not None
+    jobs = batch_jobs(files, out_dir, {**options, "progress": False})
     created = not out_dir.exists()
     out_dir.mkdir(exist_ok=True)
-    results: list[tuple[Path, str | None]] = []
     try:
-        for file in files:
-            try:
-                enhance_file(file, out_dir / batch_output_name(file), **options)
-                error = None
-            except (MedsrError, ValueError, OSError) as exc:  # one bad file: go on
-                message = first_line(exc)
-                error = message if message.startswith(str(file)) else f"{file}: {message}"
-            results.append((file, error))
-            if report:
-                report(file, error)
+        results = run_batch(
+            EnhanceTask(),
+            jobs,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            progress=progress,
+            on_result=report,
+        )
+        if report_csv:
+            write_report(report_path([], out_dir), results)
     finally:
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()
