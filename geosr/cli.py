@@ -10,7 +10,10 @@ from pathlib import Path
 
 import click
 
+from common.batch import cluster_options
 from common.cli import EXIT_USAGE, make_group, models_command
+from common.export import export_command
+from common.inference.backends import backend_option
 from common.training.cli import make_train_command
 
 main = make_group("geosr", "Super-resolution of GeoTIFF rasters with georeferencing kept.")
@@ -107,6 +110,7 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
     default=None,
     help="Windows per forward pass (default 1); more helps on a GPU, same result.",
 )
+@backend_option()
 @click.option(
     "--device", default=None, help="cpu, cuda, cuda:N or mps (default CUDA when available)."
 )
@@ -137,6 +141,7 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@cluster_options
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 def enhance(
     inputs,
@@ -158,12 +163,18 @@ def enhance(
     max_output_pixels,
     overwrite,
     no_progress,
+    backend,
+    workers,
+    scheduler,
+    report_csv,
     verbose,
 ):
     """Super-resolve INPUTS (files, folders or globs) into tiled, compressed GeoTIFFs.
 
     A batch goes on past a file that fails: each failure is one ``error:`` line, and the
-    exit code is 2 if any file failed.
+    exit code is 2 if any file failed. A batch resumes: an output whose SR_BATCH tag
+    records the same input, model and options is skipped untouched (``--overwrite``
+    redoes it).
     """
     from .enhance import EnhanceOptions, batch_targets, check_device, check_scale
 
@@ -191,48 +202,56 @@ def enhance(
         progress=not no_progress,
         log=lambda text: click.echo(text, err=True),
     )
-    with _warnings_to_stderr():
+    from common.inference.backends import using_backend
+
+    with _warnings_to_stderr(), using_backend(backend):
         if not batch:
-            _enhance_one(files[0], Path(output) if output else None, options)
+            _enhance_one(files[0], Path(output) if output else None, options, workers, scheduler)
             return
+        from .batch import enhance_batch
+
         targets = batch_targets(files, output, factor)
-        if _enhance_batch(files, targets, Path(output) if output else None, options):
+        results = enhance_batch(
+            files,
+            targets,
+            Path(output) if output else None,
+            options,
+            workers=workers,
+            scheduler=scheduler,
+            report_csv=report_csv,
+            on_result=_report_file,
+        )
+        if any(r.failed for r in results):
             sys.exit(EXIT_USAGE)  # each failure was reported on its own line
 
 
-def _enhance_one(path: Path, target: Path | None, options) -> None:
-    from .enhance import enhance_raster
+def _enhance_one(path: Path, target: Path | None, options, workers, scheduler) -> None:
+    if workers is not None or scheduler is not None:  # one raster's row bands on Dask
+        from .distributed import enhance_raster_distributed
 
-    result = enhance_raster(path, target, options)
+        result = enhance_raster_distributed(
+            path, target, options, workers=workers, scheduler=scheduler
+        )
+    else:
+        from .enhance import enhance_raster
+
+        result = enhance_raster(path, target, options)
     click.echo(f"wrote {result.output}")
 
 
-def _enhance_batch(files, targets, folder: Path | None, options) -> int:
-    """Enhances every file, reporting failures (user errors) as ``error:`` lines.
+def _report_file(result) -> None:
+    """One line per batch file: ``wrote``, ``up to date`` (resumed) or ``error:``."""
+    for message in result.warnings:
+        click.echo(f"warning: {message}", err=True)
+    if result.failed:
+        click.echo(f"error: {result.error}", err=True)
+    elif result.status == "skipped":
+        click.echo(f"up to date {result.job.output}")
+    else:
+        click.echo(f"wrote {result.job.output}")
 
-    Creates ``folder`` if needed and removes it again when it stays empty. Returns the
-    number of files that failed; a bug (any other exception) still stops the batch.
-    """
-    from common.errors import SRKitError, first_line
 
-    created = folder is not None and not folder.exists()
-    if created:
-        folder.mkdir()
-    failures = 0
-    try:
-        for path, target in zip(files, targets):
-            try:
-                _enhance_one(path, target, options)
-            except (SRKitError, OSError) as exc:
-                failures += 1
-                message = first_line(exc)
-                if path.name not in message:
-                    message = f"{path}: {message}"
-                click.echo(f"error: {message}", err=True)
-    finally:
-        if created and not any(folder.iterdir()):
-            folder.rmdir()
-    return failures
+main.add_command(export_command())
 
 
 @main.command("info")
@@ -304,6 +323,53 @@ def evaluate(pred, ref, lr, data_range, scale, as_json, as_csv, verbose):
         click.echo(format_csv(result), nl=False)
     else:
         click.echo(format_table(result))
+
+
+@main.command("sharpen")
+@click.argument("coarse", nargs=-1, required=True)
+@click.option("--guide", "guides", multiple=True, help="Finer guide raster(s); none for a product.")
+@click.option("-o", "--output", required=True, help="Output GeoTIFF (on the guide's grid).")
+@click.option(
+    "--method",
+    type=click.Choice(["cnn", "detail-injection", "bicubic"]),
+    default="cnn",
+    show_default=True,
+)
+@click.option("--model", default=None, help="Guided model for --method cnn (default rs_guided).")
+@click.option("--include-guide", is_flag=True, help="Append the guide bands to the output.")
+@click.option("--mtf", type=float, default=0.3, show_default=True, help="Coarse MTF at Nyquist.")
+@click.option("--window", type=int, default=1024, show_default=True, help="Window side, pixels.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of the CNN.")
+@click.option(
+    "--self-supervised", is_flag=True, help="Fine-tune the CNN on the scene (Wald) first."
+)
+@click.option(
+    "--budget", type=float, default=60.0, show_default=True, help="Fine-tuning seconds per file."
+)
+@click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output (never an input).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("-v", "--verbose", is_flag=True, hidden=True)
+def sharpen_command(
+    coarse, guides, output, method, model, include_guide, mtf, window, device,
+    self_supervised, budget, cog, overwrite, no_progress, verbose,
+):  # fmt: skip
+    """Sharpen COARSE bands onto the grid of finer --guide bands of the same scene.
+
+    COARSE may also be one Sentinel-2 .SAFE (L1C/L2A: every 20 m and 60 m band to 10 m) or
+    one Landsat collection folder (B1-B7 to 15 m by the pan B8).
+    """
+    from .sharpen import SharpenOptions, sharpen
+
+    options = SharpenOptions(
+        model=model, include_guide=include_guide, mtf=mtf, window=window, device=device,
+        self_supervised=self_supervised, budget=budget, cog=cog, overwrite=overwrite,
+        progress=not no_progress,
+        log=lambda line: click.echo(line, err=True),
+    )  # fmt: skip
+    with _warnings_to_stderr():
+        result = sharpen(list(coarse), list(guides), output, method, options)
+    click.echo(f"wrote {result.output}")
 
 
 if __name__ == "__main__":

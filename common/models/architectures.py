@@ -418,3 +418,86 @@ class EDSR(SRModule):
         if self.skip is not None:
             out = out + self.skip(x)
         return out
+
+
+class GuidedResNet(SRModule):
+    """Guided residual CNN for multi-resolution sharpening: works on the fine (guide) grid.
+
+    Input ``(N, channels + guide_channels, H, W)``: the coarse bands already upsampled to
+    the guide grid (first ``channels`` planes), then the guide features. Output ``(N,
+    channels, H, W)``: the upsampled coarse bands plus a learned residual, so ``scale`` is
+    1 (the ratio was applied before the network). The residual has two paths: a linear
+    1x1 ``inject`` path and ``depth`` EDSR residual blocks of ``width`` features.
+
+    Args:
+        dims: 2 (rasters).
+        channels: coarse bands in and out.
+        guide_channels: guide feature planes after the coarse planes (any count >= 1).
+        width, depth: feature count and residual blocks of the convolutional path.
+        init: ``"zero"`` (the untrained network returns the upsampled coarse bands) or
+            ``"injection"``: guide planes ``2 c`` and ``2 c + 1`` are taken as coarse band
+            ``c``'s synthetic guide and its low-pass, and the inject path starts at ``+1,
+            -1`` on them: the untrained network is detail injection (see
+            ``geosr.guided``). The convolutional tail starts at zero either way.
+    """
+
+    arch_name = "guided_resnet"
+
+    def __init__(
+        self,
+        dims: int = 2,
+        channels: int = 1,
+        scale: int | Sequence[int] = 1,
+        guide_channels: int = 2,
+        width: int = 32,
+        depth: int = 4,
+        init: str = "injection",
+    ):
+        super().__init__(dims, channels, scale)
+        if any(s != 1 for s in self.scale):
+            raise ValueError(f"guided_resnet works on the guide grid: scale must be 1, got {scale}")
+        if channels < 1 or guide_channels < 1 or width < 1 or depth < 0:
+            raise ValueError(
+                "guided_resnet needs channels, guide_channels, width >= 1 and depth >= 0, got "
+                f"{channels}, {guide_channels}, {width}, {depth}"
+            )
+        if init not in ("zero", "injection"):
+            raise ValueError(f"init must be 'zero' or 'injection', got {init!r}")
+        if init == "injection" and guide_channels < 2 * channels:
+            raise ValueError("injection init needs 2 guide planes (guide, low-pass) per band")
+        self._hparams = {
+            "guide_channels": guide_channels,
+            "width": width,
+            "depth": depth,
+            "init": init,
+        }
+        self.guide_channels = guide_channels
+        self.depth = depth
+        cin = channels + guide_channels
+        self.inject = nn.Conv2d(cin, channels, 1, bias=False) if dims == 2 else None
+        if self.inject is None:
+            raise ValueError("guided_resnet is 2D only (dims: 2)")
+        self.head = same_conv(dims, cin, width, 3)
+        self.body = nn.Sequential(*[ResidualBlock(dims, width, 1.0) for _ in range(depth)])
+        self.tail = same_conv(dims, width, channels, 3)
+        with torch.no_grad():
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
+            self.inject.weight.zero_()
+            if init == "injection":
+                for c in range(channels):
+                    self.inject.weight[c, channels + 2 * c] = 1.0
+                    self.inject.weight[c, channels + 2 * c + 1] = -1.0
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        return (1 + 2 * self.depth + 1,) * self.dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.channels + self.guide_channels:
+            raise ValueError(
+                f"guided_resnet expects {self.channels} + {self.guide_channels} input planes, "
+                f"got {x.shape[1]}"
+            )
+        residual = self.inject(x) + self.tail(torch.relu(self.body(self.head(x))))
+        return x[:, : self.channels] + residual

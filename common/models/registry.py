@@ -17,7 +17,7 @@ from torch.nn.modules.module import register_module_parameter_registration_hook
 
 from .._version import __version__
 from ..errors import SRKitError
-from .architectures import EDSR, ESPCN, SRCNN, Interpolator, SRModule
+from .architectures import EDSR, ESPCN, SRCNN, GuidedResNet, Interpolator, SRModule
 from .card import DEFAULT_TILE_HINT, ModelCard
 from .layers import interpolation_radius
 from .weights import WEIGHT_SUFFIXES, WeightsError, read_card, read_weights
@@ -26,6 +26,7 @@ ARCHITECTURES: dict[str, type[SRModule]] = {
     "srcnn": SRCNN,
     "espcn": ESPCN,
     "edsr": EDSR,
+    "guided_resnet": GuidedResNet,
 }
 
 BASELINES: tuple[str, ...] = ("bicubic", "bspline", "lanczos", "nearest")
@@ -47,6 +48,7 @@ SHIPPED: dict[str, str] = {
     "natural_srcnn_x3": "natural_srcnn_x3.safetensors",
     "rs_edsr_x2": "rs_edsr_x2.safetensors",
     "rs_edsr_x4": "rs_edsr_x4.safetensors",
+    "rs_guided": "rs_guided.safetensors",
 }
 
 
