@@ -121,8 +121,12 @@ def test_default_backend_from_context_and_environment(monkeypatch):
     assert [key[0] for key in backends._sessions] == ["onnx"]
     assert backends.current_backend() == "torch"
     assert backends.BACKEND_ENV not in backends.os.environ
-    monkeypatch.setenv(backends.BACKEND_ENV, "openvino")
-    assert backends.current_backend() == "openvino"
+    monkeypatch.setenv(backends.BACKEND_ENV, "onnx")
+    assert backends.current_backend() == "onnx"
+    if not backends.is_installed("openvino"):
+        monkeypatch.setenv(backends.BACKEND_ENV, "openvino")
+        with pytest.raises(BackendError, match=r"pip install 'srkit\[openvino\]'"):
+            backends.current_backend()
     monkeypatch.setenv(backends.BACKEND_ENV, "cuda")
     with pytest.raises(BackendError, match="SRKIT_BACKEND=cuda: choose from torch"):
         backends.current_backend()
