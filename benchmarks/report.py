@@ -138,8 +138,12 @@ SECTIONS: dict[str, tuple[str, str, list[str]]] = {
         "Bicubic, detail injection, the shipped guided CNN `rs_guided` and the same CNN "
         "fine-tuned on each held-out scene (`--self-supervised`), on the right 30 % of "
         "every raster's columns, which `rs_guided` never trained on; QNR at full resolution "
-        "on the real Landsat 8 pan; speed against `geosr enhance`.",
-        [f"{PY} -m benchmarks.geosr_guided --self-supervised 20 --qnr --speed"],
+        "on the real Landsat 8 pan; speed against `geosr enhance`. Figure (two held-out x3 "
+        "scenes, central crops): ![guided sharpening crops](figures/geosr_sharpen.png)",
+        [
+            f"{PY} -m benchmarks.geosr_guided --self-supervised 20 --qnr --speed "
+            "--figure docs/figures/geosr_sharpen.png"
+        ],
     ),
     "tiling": (
         "Exact tiled inference vs untiled (CPU)",

@@ -162,7 +162,15 @@ def use_model_cache(*modules: Any) -> None:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    """SHA-256 of a file's bytes (read in 1 MiB blocks); of a folder (a DICOM series, a
+    Sentinel-2 ``.SAFE``), of every file's relative path and hash, in sorted order."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(item.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(sha256_file(item).encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -17,6 +17,7 @@ from typing import Any
 
 from common.batch import Job, JobResult, report_path, run_batch, use_model_cache, write_report
 
+from .errors import GeosrError
 from .plan import EnhanceOptions
 
 BATCH_TAG = "SR_BATCH"
@@ -109,6 +110,97 @@ def enhance_batch(
         )
         if report_csv:
             write_report(report_path(list(targets), folder), results)
+    finally:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
+    return results
+
+
+# --------------------------------------------------------------------------- sharpen
+
+
+def sharpen_target(product: Path, folder: Path) -> Path:
+    """The output of one product in a ``geosr sharpen`` batch: ``FOLDER/<name>_sharp.tif``
+    (``<name>`` without ``.SAFE``)."""
+    name = product.name[:-5] if product.name.upper().endswith(".SAFE") else product.stem
+    return folder / f"{name}_sharp.tif"
+
+
+class SharpenTask:
+    """One product (a Sentinel-2 ``.SAFE``, a Landsat folder) of a ``geosr sharpen`` batch.
+
+    The record (the product's files' SHA-256, the method, model and options) goes into the
+    output's ``SR_BATCH`` tag, so a rerun skips current outputs without touching them.
+    """
+
+    resumable = True
+
+    def __init__(self, log: Callable[[str], None] | None = None):
+        self.log = log
+
+    def run(self, job: Job, overwrite: bool, record: Mapping[str, Any]) -> None:
+        from . import sharpen as sharpen_module
+        from .sharpen import SharpenOptions, sharpen
+
+        use_model_cache(sharpen_module)  # one load per worker process
+        settings = dict(job.options)
+        method = settings.pop("method")
+        options = SharpenOptions(**settings, overwrite=overwrite, log=self.log)
+        tags = {BATCH_TAG: json.dumps(dict(record), sort_keys=True)}
+        sharpen([job.input], None, job.output, method, options, extra_tags=tags)
+
+    recorded = EnhanceTask.recorded
+
+    def targets(self, job: Job) -> list[Path]:
+        return [job.output]
+
+
+def sharpen_batch(
+    products: Sequence[Path],
+    folder: Path,
+    options,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    report_csv: bool | None = None,
+    on_result: Callable[[JobResult], None] | None = None,
+) -> list[JobResult]:
+    """Sharpens every product into ``folder`` (:func:`sharpen_target`), one job each, in
+    process or on Dask as :func:`enhance_batch` does; returns each result."""
+    on_dask = workers is not None or scheduler is not None
+    if report_csv is None:
+        report_csv = on_dask
+    plain = {
+        name: getattr(options, name)
+        for name in (
+            "method", "model", "include_guide", "cog", "mtf", "window", "device",
+            "self_supervised", "budget",
+        )
+    }  # fmt: skip
+    jobs = [Job(Path(p), sharpen_target(Path(p), folder), plain) for p in products]
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.output in seen:
+            raise GeosrError(
+                f"{seen[job.output]} and {job.input} would write the same output "
+                f"{job.output.name}; sharpen them into different folders"
+            )
+        seen[job.output] = job.input
+    created = not folder.exists()
+    if created:
+        folder.mkdir()
+    try:
+        results = run_batch(
+            SharpenTask(None if on_dask else options.log),
+            jobs,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=options.overwrite,
+            progress=options.progress,
+            on_result=on_result,
+        )
+        if report_csv:
+            write_report(report_path([j.output for j in jobs], folder), results)
     finally:
         if created and not any(folder.iterdir()):
             folder.rmdir()

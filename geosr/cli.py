@@ -16,6 +16,8 @@ from common.export import export_command
 from common.inference.backends import backend_option
 from common.training.cli import make_train_command
 
+from .errors import GeosrError
+
 main = make_group("geosr", "Super-resolution of GeoTIFF rasters with georeferencing kept.")
 main.add_command(models_command(("rs", "natural")))
 
@@ -349,27 +351,57 @@ def evaluate(pred, ref, lr, data_range, scale, as_json, as_csv, verbose):
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (never an input).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@cluster_options
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 def sharpen_command(
     coarse, guides, output, method, model, include_guide, mtf, window, device,
-    self_supervised, budget, cog, overwrite, no_progress, verbose,
+    self_supervised, budget, cog, overwrite, no_progress, workers, scheduler, report_csv,
+    verbose,
 ):  # fmt: skip
     """Sharpen COARSE bands onto the grid of finer --guide bands of the same scene.
 
     COARSE may also be one Sentinel-2 .SAFE (L1C/L2A: every 20 m and 60 m band to 10 m) or
-    one Landsat collection folder (B1-B7 to 15 m by the pan B8).
+    one Landsat collection folder (B1-B7 to 15 m by the pan B8). Several products make a
+    batch: -o is then a folder (OUT/<product>_sharp.tif each), one task per product, in
+    process or on Dask (--workers, --scheduler), resumed as `geosr enhance DIR` is.
     """
     from .sharpen import SharpenOptions, sharpen
 
     options = SharpenOptions(
-        model=model, include_guide=include_guide, mtf=mtf, window=window, device=device,
-        self_supervised=self_supervised, budget=budget, cog=cog, overwrite=overwrite,
-        progress=not no_progress,
+        method=method, model=model, include_guide=include_guide, mtf=mtf, window=window,
+        device=device, self_supervised=self_supervised, budget=budget, cog=cog,
+        overwrite=overwrite, progress=not no_progress,
         log=lambda line: click.echo(line, err=True),
     )  # fmt: skip
+    paths = [Path(c) for c in coarse]
+    # several product folders (each read in its own task) make a batch
+    batch = len(paths) > 1 and not guides and all(p.is_dir() for p in paths)
     with _warnings_to_stderr():
-        result = sharpen(list(coarse), list(guides), output, method, options)
-    click.echo(f"wrote {result.output}")
+        if not batch:
+            if workers is not None or scheduler is not None:
+                raise GeosrError(
+                    "--workers/--scheduler run one task per product: give several .SAFE or "
+                    "Landsat folders and an output folder"
+                )
+            result = sharpen(paths, list(guides), output, method, options)
+            click.echo(f"wrote {result.output}")
+            return
+        from .batch import sharpen_batch
+
+        folder = Path(output)
+        if folder.exists() and not folder.is_dir():
+            raise GeosrError(f"-o {output}: several products need an output folder")
+        results = sharpen_batch(
+            paths,
+            folder,
+            options,
+            workers=workers,
+            scheduler=scheduler,
+            report_csv=report_csv,
+            on_result=_report_file,
+        )
+        if any(r.failed for r in results):
+            sys.exit(EXIT_USAGE)
 
 
 if __name__ == "__main__":

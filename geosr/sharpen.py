@@ -45,6 +45,7 @@ from rasterio.windows import Window
 from common.errors import OutputError, SRKitError, first_line
 from common.inference.windows import plan_windows
 from common.io import atomic_output, check_not_input, check_targets
+from common.models import load_model
 
 from .errors import GeosrError
 from .georef import check_georeference
@@ -340,8 +341,6 @@ def fit_scene(src, item: CoarseInput, guides: GuideStack, mtf: float) -> Injecti
 
 
 def _load_guided_model(spec: str | None, bands: int, guides: int):
-    from common.models import load_model
-
     name = spec or DEFAULT_MODEL
     try:
         model = load_model(name)
@@ -452,6 +451,8 @@ def sharpen(
     output: str | os.PathLike,
     method: str = "cnn",
     options: SharpenOptions | None = None,
+    *,
+    extra_tags: dict[str, str] | None = None,
     **settings,
 ) -> SharpenResult:
     """Sharpens the coarse rasters onto the guide rasters' grid (see the module docstring).
@@ -467,6 +468,7 @@ def sharpen(
         method: ``"cnn"`` (default), ``"detail-injection"`` or ``"bicubic"``.
         options: ``SharpenOptions``; ``settings`` override its fields (``model=...``,
             ``include_guide=True``, ``cog=True``, ``overwrite=True``...).
+        extra_tags: more dataset tags (a batch's resume record, ``SR_BATCH``).
 
     Raises:
         GeosrError: grids that do not nest (a sub-pixel offset, a different CRS, a
@@ -594,6 +596,7 @@ def sharpen(
             ratios=",".join(str(i.nesting.ratio) for i in items),
             mtf=f"{options.mtf:g}",
         )
+        tags.update(extra_tags or {})
         windows = 0
         with (
             atomic_output(output, overwrite=options.overwrite) as final,

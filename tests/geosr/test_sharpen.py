@@ -3,6 +3,8 @@ nodata propagation and one-line refusals (generated scenes, tests/data/guided.py
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import rasterio
@@ -321,3 +323,73 @@ def test_landsat_folder_is_sharpened_by_its_pan(tmp_path):
         assert list(o.descriptions) == [f"B{b}" for b in range(1, 8)]
         data = o.read()
     assert (data[:, :-2, :-2] > 0).all()  # valid except where the pan does not reach
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def _products(tmp_path):
+    from tests.data.guided import make_landsat_folder
+    from tests.data.safe import make_safe
+
+    safe = make_safe(tmp_path / "a", level="L2A").path
+    landsat = make_landsat_folder(tmp_path / "b")
+    made = make_safe(tmp_path / "c", level="L2A", seed=1).path
+    broken = made.rename(made.with_name(made.name.replace("S2A_", "S2B_")))
+    metadata = broken / "MTD_MSIL2A.xml"
+    text = metadata.read_text()
+    metadata.write_text(text[: text.index("<OFFSETS>")] + text[text.index("</OFFSETS>") + 10 :])
+    return safe, landsat, broken
+
+
+def test_batch_of_products_matches_single_runs_and_resumes(tmp_path):
+    from geosr.batch import sharpen_target
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    safe, landsat, broken = _products(tmp_path)
+    out = tmp_path / "out"
+    result = _run([safe, landsat, broken, "-o", out, "--method", "detail-injection", "--report"])
+    assert result.exit_code == 2, result.output  # the broken product fails alone
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "BOA_ADD_OFFSET" in errors[0] and broken.name in errors[0]
+    assert "Traceback" not in result.output
+    assert not sharpen_target(broken, out).exists()
+    report = (out / "batch_report.csv").read_text()
+    assert report.count("\n") == 4 and report.count(",failed,") == 1
+    for product in (safe, landsat):
+        single = tmp_path / f"{product.name}.tif"
+        sharpen(product, None, single, method="detail-injection")
+        with rasterio.open(single) as a, rasterio.open(sharpen_target(product, out)) as b:
+            assert (a.transform, a.crs, a.descriptions) == (b.transform, b.crs, b.descriptions)
+            assert np.array_equal(a.read(), b.read())
+            assert "SR_BATCH" in b.tags()
+    done = {p: sharpen_target(p, out).stat().st_mtime_ns for p in (safe, landsat)}
+    again = _run([safe, landsat, "-o", out, "--method", "detail-injection"])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("up to date") == 2
+    assert {p: sharpen_target(p, out).stat().st_mtime_ns for p in (safe, landsat)} == done
+    changed = _run([safe, "-o", out, "--method", "bicubic", "--workers", "1"])
+    assert changed.exit_code == 2 and "several .SAFE" in changed.output  # one product
+    twin = tmp_path / "twin" / safe.name
+    shutil.copytree(safe, twin)
+    clash = _run([safe, twin, "-o", tmp_path / "out2", "--method", "bicubic"])
+    assert clash.exit_code == 2 and "same output" in clash.output, clash.output
+    assert not (tmp_path / "out2").exists()
+
+
+def test_batch_of_products_on_a_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    from geosr.batch import sharpen_target
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    safe, landsat, _ = _products(tmp_path)
+    out = tmp_path / "out"
+    result = _run([safe, landsat, "-o", out, "--method", "detail-injection", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    for product in (safe, landsat):
+        single = tmp_path / f"{product.name}.tif"
+        sharpen(product, None, single, method="detail-injection")
+        with rasterio.open(single) as a, rasterio.open(sharpen_target(product, out)) as b:
+            assert np.array_equal(a.read(), b.read())
+    rows = (out / "batch_report.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",ok," in row for row in rows[1:])

@@ -281,3 +281,28 @@ def test_save_model_with_a_batch_is_refused(thick_file, tmp_path):
     )
     assert result.exit_code == 2 and "one input, not a batch" in result.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.safetensors").exists()
+
+
+def test_self_supervised_batch_adapts_each_file_on_a_local_cluster(thick_file, tmp_path):
+    pytest.importorskip("distributed")
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (folder / name).write_bytes(thick_file.read_bytes())
+    out = tmp_path / "out"
+    args = ["enhance", folder, "-o", out, "--self-supervised", "--budget", "3s", "--workers", "2"]
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+    for name in ("a", "b"):
+        prov = json.loads((out / f"{name}.json").read_text())
+        record = prov["self_supervised"]
+        assert record["steps"] > 0 and record["budget_s"] == 3
+        assert record["source_sha256"] == prov["input_sha256"]
+    rows = (out / "batch_report.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",ok," in row for row in rows[1:])
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = _run(*args)  # resumed: the same budget and options
+    assert again.exit_code == 0 and "2 already up to date" in again.output, again.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix != ".csv"} == {
+        k: v for k, v in stamps.items() if not k.endswith(".csv")
+    }
