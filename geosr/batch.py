@@ -90,17 +90,26 @@ def enhance_batch(
     the first output). ``options.overwrite`` redoes current outputs too. In process, a
     bug (an exception other than a user error) still stops the batch.
     """
+    plain = plain_options(options)
+    jobs = [Job(Path(f), Path(t), plain) for f, t in zip(files, targets, strict=True)]
+    return _run_jobs(EnhanceTask, jobs, folder, options, workers, scheduler, report_csv, on_result)
+
+
+def _run_jobs(
+    task_type, jobs, folder, options, workers, scheduler, report_csv, on_result
+) -> list[JobResult]:
+    """Runs ``jobs`` with a ``task_type(log)`` task, in process or on Dask; creates
+    ``folder`` if needed (and removes it again when it stays empty) and writes the report
+    (``report_csv``, default: on for Dask runs)."""
     on_dask = workers is not None or scheduler is not None
     if report_csv is None:
         report_csv = on_dask
-    plain = plain_options(options)
-    jobs = [Job(Path(f), Path(t), plain) for f, t in zip(files, targets, strict=True)]
     created = folder is not None and not folder.exists()
     if created:
         folder.mkdir()
     try:
         results = run_batch(
-            EnhanceTask(None if on_dask else options.log),
+            task_type(None if on_dask else options.log),
             jobs,
             workers=workers,
             scheduler=scheduler,
@@ -109,7 +118,7 @@ def enhance_batch(
             on_result=on_result,
         )
         if report_csv:
-            write_report(report_path(list(targets), folder), results)
+            write_report(report_path([j.output for j in jobs], folder), results)
     finally:
         if created and not any(folder.iterdir()):
             folder.rmdir()
@@ -167,9 +176,6 @@ def sharpen_batch(
 ) -> list[JobResult]:
     """Sharpens every product into ``folder`` (:func:`sharpen_target`), one job each, in
     process or on Dask as :func:`enhance_batch` does; returns each result."""
-    on_dask = workers is not None or scheduler is not None
-    if report_csv is None:
-        report_csv = on_dask
     plain = {
         name: getattr(options, name)
         for name in (
@@ -186,22 +192,4 @@ def sharpen_batch(
                 f"{job.output.name}; sharpen them into different folders"
             )
         seen[job.output] = job.input
-    created = not folder.exists()
-    if created:
-        folder.mkdir()
-    try:
-        results = run_batch(
-            SharpenTask(None if on_dask else options.log),
-            jobs,
-            workers=workers,
-            scheduler=scheduler,
-            overwrite=options.overwrite,
-            progress=options.progress,
-            on_result=on_result,
-        )
-        if report_csv:
-            write_report(report_path([j.output for j in jobs], folder), results)
-    finally:
-        if created and not any(folder.iterdir()):
-            folder.rmdir()
-    return results
+    return _run_jobs(SharpenTask, jobs, folder, options, workers, scheduler, report_csv, on_result)
