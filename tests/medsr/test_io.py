@@ -243,3 +243,20 @@ def test_sheared_affine_writes_sform_only(tmp_path):
     image = nib.load(write_nifti(vol, tmp_path / "s.nii.gz"))
     assert image.get_qform(coded=True)[1] == 0
     np.testing.assert_allclose(read_volume(tmp_path / "s.nii.gz").affine, affine, atol=1e-5)
+
+
+def test_a_truncated_nifti_is_refused_from_its_size_before_any_allocation(tmp_path, monkeypatch):
+    """A header declaring more voxel bytes than the file holds fails before the memory
+    check and the read (which would zero-fill the declared size first)."""
+    import medsr.io.nifti as nifti_module
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("reached the allocation path")
+
+    monkeypatch.setattr(nifti_module, "check_memory", no_allocation)
+    path = tmp_path / "cut.nii"
+    nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)).to_filename(path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-100])  # 100 bytes of the 2048 voxel bytes missing
+    with pytest.raises(MedsrError, match=r"Expected 2048 bytes, got 1948 bytes .*truncated"):
+        read_volume(path)
