@@ -52,11 +52,12 @@ from .masks import fill_invalid, upsample_nearest
 from .models import ModelChoice, default_model, prepare_model
 from .normalize import BandScaling, band_scaling, range_warnings, to_output_dtype
 from .plan import check_device, check_scale
+from .raster import percentile_range
 from .stream import fill_value
 
 __all__ = ["SRAccessor"]
 
-STATS_MAX_SIDE = 1024  # the decimated read of geosr.raster.estimate_ranges
+STATS_MAX_SIDE = 1024  # the decimated read of geosr.raster.estimate_ranges (its max_side)
 
 
 def _per_band(attrs: dict, plural: str, single: str, count: int) -> list[float | None]:
@@ -67,19 +68,6 @@ def _per_band(attrs: dict, plural: str, single: str, count: int) -> list[float |
             return [float(v) for v in values]
     value = attrs.get(single)
     return [None if value is None else float(value)] * count
-
-
-def _band_ranges(values: np.ndarray, valid: np.ndarray) -> list[tuple[float, float]]:
-    """Per-band 0.1 and 99.9 percentiles of valid values (NaN, NaN for an empty band)."""
-    ranges = []
-    for band, ok in zip(values, valid):
-        picked = band[ok].astype(np.float64)
-        if picked.size == 0:
-            ranges.append((float("nan"), float("nan")))
-        else:
-            low, high = np.percentile(picked, [0.1, 99.9])
-            ranges.append((float(low), float(high)))
-    return ranges
 
 
 def valid_pixels(raw: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -237,7 +225,8 @@ class SRAccessor:
         if normalize == "stats" or not net.flexible_scale:
             step = max(1, int(np.ceil(max(height, width) / STATS_MAX_SIDE)))
             sample = np.asarray(cube.data[:, ::step, ::step])
-            stats = _band_ranges(sample, valid_pixels(sample, nodata))
+            valid = valid_pixels(sample, nodata)
+            stats = [percentile_range(band[ok]) for band, ok in zip(sample, valid)]
         scalings = [
             band_scaling(stored, sc, off, normalize, stats=None if stats is None else stats[k])
             for k, (sc, off) in enumerate(zip(scales, offsets))

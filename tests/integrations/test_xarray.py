@@ -136,3 +136,15 @@ def test_refusals(uint16_raster):
         da.expand_dims(time=2).sr.enhance()
     with pytest.raises(GeosrError, match="trained for x2, not x4"):
         da.sr.enhance(scale=4, model="rs_edsr_x2")
+
+
+def test_stats_normalization_equals_geosr_enhance(uint16_raster, tmp_path):
+    """``normalize="stats"``: the 0.1-99.9 % range of the valid pixels, as geosr reads it."""
+    da = rioxarray.open_rasterio(uint16_raster, chunks={"x": 32, "y": 32})
+    sr = da.sr.enhance(scale=2, normalize="stats", dtype="float32", device="cpu").compute()
+    out = geosr_output(uint16_raster, tmp_path, normalize="stats", dtype="float32")
+    with rasterio.open(out) as written:
+        expected = written.read()
+    assert np.abs(sr.values - expected).max() <= 1e-4 * span(expected)
+    auto = da.sr.enhance(scale=2, dtype="float32", device="cpu").compute()
+    assert np.abs(auto.values - expected).max() > 1e-2 * span(expected)  # it mattered
