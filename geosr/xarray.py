@@ -121,6 +121,30 @@ class _BlockRunner:
             out[k] = values
         return out
 
+    def lazy(self, data: Any) -> Any:
+        """The upscaled dask array: ``map_overlap`` with a depth of ``2 r`` (chunks first
+        enlarged to at least that, the bands joined into one chunk)."""
+        import dask.array as dsk
+        from dask.array.overlap import ensure_minimum_chunksize
+
+        depth, s = 2 * self.radius, self.scale
+        data = data.rechunk({0: -1})
+        if depth:
+            data = data.rechunk(
+                {a: ensure_minimum_chunksize(depth, data.chunks[a]) for a in (1, 2)}
+            )
+        chunks = data.chunks
+        return dsk.map_overlap(
+            self.overlapped(depth, chunks),
+            data,
+            depth={0: 0, 1: depth, 2: depth},
+            boundary="none",
+            trim=False,
+            dtype=np.dtype(self.out_dtype),
+            chunks=(chunks[0], tuple(c * s for c in chunks[1]), tuple(c * s for c in chunks[2])),
+            meta=np.empty((0, 0, 0), dtype=self.out_dtype),
+        )
+
     def overlapped(self, depth: int, chunks: Sequence[Sequence[int]]):
         """The function ``map_overlap`` calls: runs a block read with ``depth`` pixels of
         halo (none at the array's edges) and keeps the output of its own chunk."""
@@ -139,6 +163,48 @@ class _BlockRunner:
             return self(block)[tuple(cut)]
 
         return run
+
+
+def _band_scalings(
+    da: xr.DataArray, data: Any, net: Any, nodata: float | None, normalize: str, spec: str
+) -> list[BandScaling]:
+    """Each band's :func:`geosr.normalize.band_scaling`, as ``geosr enhance`` plans it, and
+    its range warnings for trained models; ``data`` is the ``(band, y, x)`` values."""
+    bands, height, width = data.shape
+    in_dtype = str(da.dtype)
+    stored = str(da.encoding.get("rasterio_dtype", in_dtype))
+    decoded = any(
+        float(da.encoding.get(key, neutral)) != neutral
+        for key, neutral in (("scale_factor", 1.0), ("add_offset", 0.0))
+    )
+    if decoded:  # rioxarray applied the scale/offset tags: the values are physical
+        stored, scales, offsets = in_dtype, [None] * bands, [None] * bands
+    else:
+        scales = _per_band(da.attrs, "scales", "scale_factor", bands)
+        offsets = _per_band(da.attrs, "offsets", "add_offset", bands)
+    stats: list[tuple[float, float]] | None = None
+    if normalize == "stats" or not net.flexible_scale:
+        step = max(1, int(np.ceil(max(height, width) / STATS_MAX_SIDE)))
+        sample = np.asarray(data[:, ::step, ::step])
+        valid = valid_pixels(sample, nodata)
+        stats = [percentile_range(band[ok]) for band, ok in zip(sample, valid)]
+    scalings = [
+        band_scaling(stored, sc, off, normalize, stats=None if stats is None else stats[k])
+        for k, (sc, off) in enumerate(zip(scales, offsets))
+    ]
+    if stats is not None and not net.flexible_scale:
+        finite = [(k, lo, hi) for k, (lo, hi) in enumerate(stats) if np.isfinite(lo)]
+        names = [f"band {k + 1}" for k, _, _ in finite]
+        ranges = [
+            (
+                float(scalings[k].forward(np.array(lo))),
+                float(scalings[k].forward(np.array(hi))),
+            )
+            for k, lo, hi in finite
+        ]
+        for message in range_warnings(names, ranges, tuple(net.card.input_range), spec):
+            warnings.warn(message, stacklevel=4)
+    return scalings
 
 
 @xr.register_dataarray_accessor("sr")
@@ -196,7 +262,7 @@ class SRAccessor:
         cube = da.transpose(*order)
         if band_dim is None:
             cube = cube.expand_dims("band", 0)
-        bands, height, width = cube.shape
+        bands = cube.shape[0]
         in_dtype = str(da.dtype)
         if np.issubdtype(da.dtype, np.complexfloating):
             raise GeosrError("sr.enhance: complex-valued data is not supported")
@@ -211,69 +277,11 @@ class SRAccessor:
         target = check_device(device)
         net = prepare_model(choice.spec, scale, bands).to(target)
         radius = int(max(net.receptive_radius))
-        stored = str(da.encoding.get("rasterio_dtype", in_dtype))
-        decoded = any(
-            float(da.encoding.get(key, neutral)) != neutral
-            for key, neutral in (("scale_factor", 1.0), ("add_offset", 0.0))
-        )
-        if decoded:  # rioxarray applied the scale/offset tags: the values are physical
-            stored, scales, offsets = in_dtype, [None] * bands, [None] * bands
-        else:
-            scales = _per_band(da.attrs, "scales", "scale_factor", bands)
-            offsets = _per_band(da.attrs, "offsets", "add_offset", bands)
-        stats: list[tuple[float, float]] | None = None
-        if normalize == "stats" or not net.flexible_scale:
-            step = max(1, int(np.ceil(max(height, width) / STATS_MAX_SIDE)))
-            sample = np.asarray(cube.data[:, ::step, ::step])
-            valid = valid_pixels(sample, nodata)
-            stats = [percentile_range(band[ok]) for band, ok in zip(sample, valid)]
-        scalings = [
-            band_scaling(stored, sc, off, normalize, stats=None if stats is None else stats[k])
-            for k, (sc, off) in enumerate(zip(scales, offsets))
-        ]
-        if stats is not None and not net.flexible_scale:
-            finite = [(k, lo, hi) for k, (lo, hi) in enumerate(stats) if np.isfinite(lo)]
-            names = [f"band {k + 1}" for k, _, _ in finite]
-            ranges = [
-                (
-                    float(scalings[k].forward(np.array(lo))),
-                    float(scalings[k].forward(np.array(hi))),
-                )
-                for k, lo, hi in finite
-            ]
-            for message in range_warnings(names, ranges, tuple(net.card.input_range), choice.spec):
-                warnings.warn(message, stacklevel=2)
-
+        scalings = _band_scalings(da, cube.data, net, nodata, normalize, choice.spec)
         tiling = {"device": target, "tile": tile, "batch_size": batch_size}
         runner = _BlockRunner(net, scalings, scale, radius, nodata, out_dtype, tiling)
         data = cube.data
-        if _is_dask(data):
-            import dask.array as dsk
-            from dask.array.overlap import ensure_minimum_chunksize
-
-            depth = 2 * radius
-            data = data.rechunk({0: -1})
-            if depth:
-                data = data.rechunk(
-                    {a: ensure_minimum_chunksize(depth, data.chunks[a]) for a in (1, 2)}
-                )
-            chunks = data.chunks
-            result = dsk.map_overlap(
-                runner.overlapped(depth, chunks),
-                data,
-                depth={0: 0, 1: depth, 2: depth},
-                boundary="none",
-                trim=False,
-                dtype=np.dtype(out_dtype),
-                chunks=(
-                    chunks[0],
-                    tuple(c * scale for c in chunks[1]),
-                    tuple(c * scale for c in chunks[2]),
-                ),
-                meta=np.empty((0, 0, 0), dtype=out_dtype),
-            )
-        else:
-            result = runner(np.asarray(data))
+        result = runner.lazy(data) if _is_dask(data) else runner(np.asarray(data))
         with _quiet_affine():
             return _wrap(da, cube, result, band_dim, y_dim, x_dim, scale, out_dtype)
 

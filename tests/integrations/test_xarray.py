@@ -148,3 +148,23 @@ def test_stats_normalization_equals_geosr_enhance(uint16_raster, tmp_path):
     assert np.abs(sr.values - expected).max() <= 1e-4 * span(expected)
     auto = da.sr.enhance(scale=2, dtype="float32", device="cpu").compute()
     assert np.abs(auto.values - expected).max() > 1e-2 * span(expected)  # it mattered
+
+
+def test_array_built_in_memory_warns_outside_the_models_range():
+    """A DataArray made in a notebook (no file, no encoding): float values in the
+    thousands pass through to a model trained on [0, 1], which geosr warns about."""
+    import xarray as xr
+
+    values = np.linspace(0, 5000, 40 * 50, dtype=np.float32).reshape(40, 50)
+    da = xr.DataArray(
+        values,
+        dims=("y", "x"),
+        coords={"y": 95.0 - 2 * np.arange(40.0), "x": 1.0 + 2 * np.arange(50.0)},
+    )
+    da = da.rio.write_crs("EPSG:32618").rio.write_transform(Affine(2, 0, 0, 0, -2, 96))
+    with pytest.warns(UserWarning, match=r"band 1: normalized values span .* far outside"):
+        sr = da.sr.enhance(scale=2, model="rs_edsr_x2", device="cpu")
+    assert sr.dims == ("y", "x") and sr.shape == (80, 100)
+    assert sr.rio.transform() == Affine(1, 0, 0, 0, -1, 96)
+    assert sr.x.values[:2].tolist() == [0.5, 1.5] and sr.y.values[0] == 95.5
+    assert sr.rio.crs == "EPSG:32618" and sr.rio.nodata is None
