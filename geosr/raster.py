@@ -221,13 +221,14 @@ def estimate_ranges(
     name = name or Path(src.name).name
     with read_errors(name):
         data = src.read(list(bands), out_shape=shape, masked=True).astype(np.float64)
-    ranges = []
-    for band in data:
-        values = band.compressed()
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            ranges.append((float("nan"), float("nan")))
-        else:
-            low, high = np.percentile(values, [0.1, 99.9])
-            ranges.append((float(low), float(high)))
-    return ranges
+    return [percentile_range(band.compressed()) for band in data]
+
+
+def percentile_range(values: np.ndarray) -> tuple[float, float]:
+    """The 0.1 and 99.9 percentiles of the finite ``values``; ``(nan, nan)`` when none."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [0.1, 99.9])
+    return float(low), float(high)

@@ -165,6 +165,10 @@ class TrainConfig:
         init_weights: start from this weights file (written by this toolkit, same
             architecture and hyper-parameters) instead of a fresh initialization: fine-tuning.
             Relative paths are resolved against the working directory.
+        tensorboard: TensorBoard event files beside ``log.csv`` (which is always written):
+            unset (default) when the ``tensorboard`` package is installed, ``true``
+            requires it (the run stops before any work when it is absent: ``pip install
+            'srkit[tensorboard]'``), ``false`` never.
     """
 
     epochs: int = 10
@@ -179,6 +183,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     seed: int = 0
     init_weights: str = ""
+    tensorboard: bool | None = None
 
 
 @dataclass

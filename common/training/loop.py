@@ -1,8 +1,8 @@
 """The training runner shared by ``medsr train`` and ``geosr train``.
 
 One call, ``run_training(config)``, does the whole recipe: Adam with a cosine schedule,
-MSE (or L1) loss, EMA weights, bf16 autocast on CUDA, a tqdm bar, CSV and TensorBoard
-logs, validation after every epoch next to the interpolation baseline, ``last.pt``
+MSE (or L1) loss, EMA weights, bf16 autocast on CUDA, a tqdm bar, a CSV log (and
+TensorBoard scalars when the optional ``tensorboard`` package is installed), validation after every epoch next to the interpolation baseline, ``last.pt``
 checkpoints that ``resume=True`` continues from, and export of the best model as
 safetensors plus card. Under ``torchrun`` it trains with DistributedDataParallel (NCCL on
 GPUs, gloo on CPUs); rank 0 validates, logs and writes files.
@@ -36,7 +36,7 @@ from ..models.architectures import SRModule
 from ..models.card import DEFAULT_TILE_HINT
 from ..models.weights import card_path_for, read_card
 from .checkpoint import TrainingCheckpoint, save_checkpoint
-from .config import RunConfig, config_from_dict, load_config
+from .config import ConfigError, RunConfig, config_from_dict, load_config
 from .data import Reader
 from .state import TrainingState, resume_run, setup_run
 from .validation import evaluate_pairs
@@ -137,15 +137,35 @@ def run_training(
             dist.destroy_process_group()
 
 
-def _open_logs(run: TrainingState, resume: bool) -> None:
-    """Rank 0: writes ``config.json``, opens TensorBoard, starts ``log.csv`` if needed."""
+def tensorboard_writer_class(cfg: RunConfig) -> type | None:
+    """TensorBoard's ``SummaryWriter`` when ``train.tensorboard`` asks for it (or is unset)
+    and the optional package is installed, else ``None`` (the CSV log is always written).
+
+    Raises:
+        ConfigError: ``train.tensorboard: true`` without the ``tensorboard`` package.
+    """
+    if cfg.train.tensorboard is False:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        if cfg.train.tensorboard:
+            raise ConfigError(
+                "train.tensorboard: true, but the tensorboard package is not installed;"
+                " pip install 'srkit[tensorboard]' or set train.tensorboard: false"
+            ) from None
+        return None
+    return SummaryWriter
+
+
+def _open_logs(run: TrainingState, resume: bool, writer_class: type | None) -> None:
+    """Rank 0: writes ``config.json``, opens TensorBoard if wanted, starts ``log.csv``."""
     if run.rank != 0:
         return
     run.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.out_dir / "config.json", json.dumps(run.cfg.to_dict(), indent=2))
-    from torch.utils.tensorboard import SummaryWriter
-
-    run.writer = SummaryWriter(str(run.out_dir / "tensorboard"))
+    if writer_class is not None:
+        run.writer = writer_class(str(run.out_dir / "tensorboard"))
     if not resume or not run.csv_path.exists() or run.start_epoch == 0:
         with run.csv_path.open("w", newline="") as handle:
             csv.DictWriter(handle, CSV_FIELDS).writeheader()
@@ -240,9 +260,10 @@ def _log_epoch(run: TrainingState, row: Mapping[str, Any]) -> None:
     """One ``log.csv`` row, TensorBoard scalars and a one-line summary."""
     with run.csv_path.open("a", newline="") as handle:
         csv.DictWriter(handle, CSV_FIELDS).writerow(row)
-    for key, value in row.items():
-        if key not in ("epoch", "step"):
-            run.writer.add_scalar(key, value, run.step)
+    if run.writer is not None:
+        for key, value in row.items():
+            if key not in ("epoch", "step"):
+                run.writer.add_scalar(key, value, run.step)
     msg = f"epoch {row['epoch']}: loss {row['loss']:.3e}"
     if "psnr" in row:
         msg += (
@@ -299,10 +320,11 @@ def _train(
     world: int,
     max_epochs: int | None,
 ) -> TrainingResult:
+    writer_class = tensorboard_writer_class(cfg)  # every rank: refuse before any work
     run = setup_run(cfg, readers, device, rank, world)
     if resume and run.checkpoint_path.exists():
         resume_run(run)
-    _open_logs(run, resume)
+    _open_logs(run, resume, writer_class)
     _validate_baseline(run)
     run.step = run.start_epoch * cfg.train.iters_per_epoch
     last_epoch = cfg.train.epochs

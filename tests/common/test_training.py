@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from common.training.data import Pair, PatchSampler, degrade
 from common.training.loop import evaluate_pairs
 
 REPO = Path(__file__).resolve().parents[2]
+HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 
 
 def tiny_config(tmp_path: Path, **train) -> dict:
@@ -267,7 +269,8 @@ def test_training_exports_a_loadable_model_with_card_and_logs(tmp_path):
     rows = list(csv.DictReader((result.output_dir / "log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    assert any((result.output_dir / "tensorboard").iterdir())
+    if HAS_TENSORBOARD:  # the optional extra: event files beside the CSV
+        assert any((result.output_dir / "tensorboard").iterdir())
 
     model = load_model(result.weights)
     card = model.card
@@ -342,6 +345,41 @@ def test_rescale_adds_downscaled_copies_of_each_item():
     np.testing.assert_array_equal(pairs[1].hr, imresize(images[Path("a.png")], 0.5)[:, :, :14])
     with pytest.raises(ConfigError, match=r"data.rescale: factors must be in \(0, 1\)"):
         config_from_dict({**tiny_config_min(), "data": {"rescale": [1.5]}})
+
+
+def hide_tensorboard(monkeypatch) -> None:
+    """Makes ``import tensorboard`` fail, as in an install without the extra."""
+    for name in ("tensorboard", "torch.utils.tensorboard"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_tensorboard_asked_for_but_absent_is_one_line_before_any_work(tmp_path, monkeypatch):
+    hide_tensorboard(monkeypatch)
+    with pytest.raises(ConfigError) as caught:
+        run_training(tiny_config(tmp_path, tensorboard=True), progress=False)
+    message = str(caught.value)
+    assert message == (
+        "train.tensorboard: true, but the tensorboard package is not installed;"
+        " pip install 'srkit[tensorboard]' or set train.tensorboard: false"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("setting", [None, False])
+def test_without_tensorboard_the_csv_log_stays(tmp_path, monkeypatch, setting):
+    """Unset and the package absent, or ``false``: no event files, the CSV log as always."""
+    if setting is None:
+        hide_tensorboard(monkeypatch)
+    cfg = tiny_config(tmp_path, epochs=1, iters_per_epoch=3, tensorboard=setting)
+    result = run_training(cfg, progress=False)
+    rows = list(csv.DictReader((result.output_dir / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1]
+    assert not (result.output_dir / "tensorboard").exists()
+
+
+def test_tensorboard_setting_is_typed(tmp_path):
+    with pytest.raises(ConfigError, match="train.tensorboard: 'yes' does not fit"):
+        config_from_dict(tiny_config(tmp_path, tensorboard="yes"))
 
 
 def tiny_config_min() -> dict:
