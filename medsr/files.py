@@ -35,6 +35,7 @@ from .enhance import EnhanceResult, enhance_volume, fmt_scale, plan_enhance
 from .errors import MedsrError, input_error
 from .io import (
     NIFTI_SUFFIXES,
+    check_uid_root,
     is_nifti_path,
     read_volume,
     save_dicom_series,
@@ -165,6 +166,7 @@ def enhance_file(
     batch_size: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    uid_root: str | None = None,
     batch_record: dict[str, Any] | None = None,
     self_supervised: bool = False,
     budget: str | float | None = None,
@@ -185,11 +187,13 @@ def enhance_file(
     and its sidecar are written to temporaries and renamed together: nothing is left
     behind on error, and without ``overwrite`` nothing existing is replaced.
     ``batch_record``: stored as the sidecar's ``batch`` entry (a batch's resume record,
-    :func:`common.batch.job_record`).
+    :func:`common.batch.job_record`). ``uid_root``: root of the UIDs of a DICOM output
+    (:func:`medsr.io.dicom_write.check_uid_root`).
     """
     input_path = Path(input_path)
     if dtype not in ("float32", "keep"):
         raise MedsrError(f"--dtype must be float32 or keep, got {dtype!r}")
+    check_uid_root(uid_root)
     if device is not None:
         choose_device(device)  # a bad --device fails before any work
     if self_supervised:  # so do bad --budget/--profile values
@@ -285,7 +289,12 @@ def enhance_file(
             save_nifti(result.volume, temporary, keep_dtype=dtype == "keep")
         else:
             save_dicom_series(
-                result.volume, temporary, template=volume, derivation=derivation, name=out
+                result.volume,
+                temporary,
+                template=volume,
+                derivation=derivation,
+                name=out,
+                uid_root=uid_root,
             )
         temporary_side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     if model_targets:
@@ -401,6 +410,7 @@ def enhance_batch(
     glob). ``report_csv`` (default: on for Dask runs) writes ``out_dir/batch_report.csv``.
     A folder this call created is removed again when no file could be written into it.
     """
+    check_uid_root(options.get("uid_root"))
     files = expand_inputs(spec)
     if out_dir is None:
         if not Path(spec).is_dir():
