@@ -131,6 +131,20 @@ def test_a_second_input_keeps_the_description(dataset, monkeypatch):
     assert (dataset / "derivatives/srkit/sub-02/anat/sub-02_desc-sr_T2w.json").is_file()
 
 
+def test_an_existing_derivative_needs_overwrite(dataset):
+    assert run("enhance", dataset / T1W, "--model", "bspline").exit_code == 0
+    first = (dataset / T1W_SR).read_bytes()
+    result = run("enhance", dataset / T1W, "--model", "bspline")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {dataset / T1W_SR}: output already exists; pass --overwrite or choose another path"
+    ]
+    assert (dataset / T1W_SR).read_bytes() == first
+    result = run("enhance", dataset / T1W, "--model", "nearest", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (dataset / T1W_SR).read_bytes() != first
+
+
 def test_output_option_and_no_bids_win(dataset, tmp_path):
     out = tmp_path / "mine.nii.gz"
     assert run("enhance", dataset / T1W, "-o", out, "--model", "bspline").exit_code == 0

@@ -246,6 +246,20 @@ def test_anonymised_source_gets_a_new_study_and_no_empty_reference(tmp_path):
     assert len(studies) == 1
 
 
+def test_anonymised_source_warning_reaches_the_cli(tmp_path):
+    truth = write_series(tmp_path / "anon", modality="MR", clutter=False)
+    edit_series(truth["folder"], lambda ds: setattr(ds, "StudyInstanceUID", ""))
+    out = tmp_path / "anon_sr"
+    result = run("enhance", truth["folder"], "-o", out, "--model", "bspline", "--uid-root", "1.2.3")
+    assert result.exit_code == 0, result.output
+    study = pydicom.dcmread(sorted(out.iterdir())[0]).StudyInstanceUID
+    assert study.startswith("1.2.3.")
+    assert result.stderr.splitlines() == [
+        f"warning: {out}: the source has no StudyInstanceUID (anonymised?); the derived series"
+        f" gets a new one ({study})"
+    ]
+
+
 TYPE2_COMMON = (
     "PatientBirthDate",
     "PatientSex",
