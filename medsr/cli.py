@@ -101,6 +101,16 @@ def _parse_options(target: str, options: dict) -> dict:
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input).")
 @click.option(
+    "--uid-root",
+    default=None,
+    help="DICOM output: root of every UID medsr makes (default: pydicom's 1.2.826.0.1.3680043.8.498.).",
+)
+@click.option(
+    "--bids/--no-bids",
+    default=None,
+    help="Write a BIDS derivative (derivatives/srkit/..._desc-sr_...); default: when the input is in a BIDS dataset.",
+)
+@click.option(
     "--self-supervised",
     is_flag=True,
     help="Adapt the model to this scan first, from its own in-plane slices (SMORE-style).",

@@ -22,6 +22,7 @@ import glob
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,12 @@ from common.errors import SRKitError, first_line
 from common.inference import choose_device
 from common.io import OutputTarget, atomic_outputs, check_not_input, check_targets, is_within
 
+from .bids import bids_output, current_command
 from .enhance import EnhanceResult, enhance_volume, fmt_scale, plan_enhance
 from .errors import MedsrError, input_error
 from .io import (
     NIFTI_SUFFIXES,
+    check_uid_root,
     is_nifti_path,
     read_volume,
     save_dicom_series,
@@ -165,6 +168,8 @@ def enhance_file(
     batch_size: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    uid_root: str | None = None,
+    bids: bool | None = None,
     batch_record: dict[str, Any] | None = None,
     self_supervised: bool = False,
     budget: str | float | None = None,
@@ -185,11 +190,15 @@ def enhance_file(
     and its sidecar are written to temporaries and renamed together: nothing is left
     behind on error, and without ``overwrite`` nothing existing is replaced.
     ``batch_record``: stored as the sidecar's ``batch`` entry (a batch's resume record,
-    :func:`common.batch.job_record`).
+    :func:`common.batch.job_record`). ``uid_root``: root of the UIDs of a DICOM output
+    (:func:`medsr.io.dicom_write.check_uid_root`). ``bids``: without ``output``, write a
+    BIDS derivative (:func:`medsr.bids.bids_output`: True requires a BIDS input, None
+    when the input is one, False never).
     """
     input_path = Path(input_path)
     if dtype not in ("float32", "keep"):
         raise MedsrError(f"--dtype must be float32 or keep, got {dtype!r}")
+    check_uid_root(uid_root)
     if device is not None:
         choose_device(device)  # a bad --device fails before any work
     if self_supervised:  # so do bad --budget/--profile values
@@ -200,12 +209,19 @@ def enhance_file(
         parse_profile(profile)
     volume = read_volume(input_path, trust=trust, series=series)
     dicom = volume.format == "dicom"
+    derivative = bids_output(input_path, bids) if output is None else None
     out = Path(output) if output is not None else default_output(input_path)
+    out = derivative.output if derivative is not None else out
     if out.name in ("", ".", ".."):  # "-o ." names a folder by its path
         out = Path(os.path.abspath(out))
     if output is not None and out.is_dir() and not dicom and not _previous_dicom_output(out):
         out = out / default_output(input_path).name  # an existing folder: write into it
-    side = check_output(input_path, out, overwrite, dicom=dicom, sources=volume.source_files)
+    if derivative is not None:
+        derivative.check()
+    if derivative is None or out.parent.is_dir():
+        side = check_output(input_path, out, overwrite, dicom=dicom, sources=volume.source_files)
+    else:  # a new derivative folder: nothing in it can exist or be the input
+        side = sidecar_path(out)
     try:
         plan = plan_enhance(
             volume.shape, volume.affine, scale=scale, axis=axis, target_spacing=target_spacing
@@ -274,18 +290,26 @@ def enhance_file(
     prov["sidecar"] = str(side)
     if batch_record is not None:
         prov["batch"] = batch_record
+    if derivative is not None:
+        prov.update(derivative.sidecar_fields())
     derivation = (
         f"medsr {__version__} {prov['model']['name']} x{fmt_scale(prov['total_scale'])}"
         f" ({prov['method']})"
     )
     kind = output_kind(out)
     targets = [OutputTarget(out, directory=kind == "dicom"), OutputTarget(side)]
-    with atomic_outputs(targets, overwrite=overwrite) as (temporary, temporary_side):
+    folders = derivative.created(current_command()) if derivative else nullcontext()
+    with folders, atomic_outputs(targets, overwrite=overwrite) as (temporary, temporary_side):
         if kind == "nifti":
             save_nifti(result.volume, temporary, keep_dtype=dtype == "keep")
         else:
             save_dicom_series(
-                result.volume, temporary, template=volume, derivation=derivation, name=out
+                result.volume,
+                temporary,
+                template=volume,
+                derivation=derivation,
+                name=out,
+                uid_root=uid_root,
             )
         temporary_side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     if model_targets:
@@ -401,6 +425,9 @@ def enhance_batch(
     glob). ``report_csv`` (default: on for Dask runs) writes ``out_dir/batch_report.csv``.
     A folder this call created is removed again when no file could be written into it.
     """
+    if options.get("bids"):
+        raise MedsrError("--bids applies to one input file; a batch writes into its -o folder")
+    check_uid_root(options.get("uid_root"))
     files = expand_inputs(spec)
     if out_dir is None:
         if not Path(spec).is_dir():

@@ -190,7 +190,7 @@ def test_dicom_writer_tags_and_round_trip(mr_series, tmp_path):
         assert ds.FrameOfReferenceUID == mr_series["frame"]
         assert ds.PatientID == src0.PatientID
         assert ds.SeriesInstanceUID != mr_series["series"]
-        assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+        assert list(ds.ImageType) == ["DERIVED", "SECONDARY", "AXIAL"]  # value 3 kept
         assert ds.SeriesDescription == "synthetic T1 SR"
         assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID in mr_series["sop_uids"].values()
         assert (ds.Rows, ds.Columns) == (12, 10)
@@ -227,7 +227,8 @@ def test_nifti_to_new_dicom_series(nifti_files, tmp_path):
     assert slope == pytest.approx(vol.data.max() / 32000, rel=1e-6)
     assert np.abs(back.data - vol.data).max() <= slope / 2 + 1e-6
     assert ds.Modality == "MR" and ds.PatientName == "ANONYMOUS"
-    assert "SourceImageSequence" not in ds and list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+    assert "SourceImageSequence" not in ds
+    assert list(ds.ImageType) == ["DERIVED", "SECONDARY", "OTHER"]
 
 
 def test_oblique_nifti_keeps_orientation(tmp_path):

@@ -178,3 +178,48 @@ def test_nan_voxels_are_stored_as_pixel_padding_in_dicom(tmp_path):
     assert int((stored == -32768).sum()) == nan_out
     assert stored[np.isfinite(result.volume.data)].min() > -32768
     assert json.loads((tmp_path / "dcm.json").read_text())["nan_voxels"] == 9
+
+
+def _modes(root: Path) -> dict[str, int]:
+    """Permission bits of every file and folder below ``root`` (relative name -> mode)."""
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_output_follows_the_umask(mr_series, nifti_files, tmp_path, umask):
+    """NIfTI, DICOM folder and slices, sidecars, BIDS folders and description: the modes a
+    plain ``open(..., "w")`` / ``mkdir`` gives under the umask (0644/0755 under 022)."""
+    bids = tmp_path / "ds"
+    (bids / "sub-01/anat").mkdir(parents=True)
+    (bids / "dataset_description.json").write_text('{"Name": "d", "BIDSVersion": "1.9.0"}')
+    shutil.copy(nifti_files["aniso"], bids / "sub-01/anat/sub-01_T1w.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(umask)
+    try:
+        for args in (
+            [nifti_files["aniso"], "-o", out / "a.nii.gz"],
+            [nifti_files["aniso"], "-o", out / "a_dicom"],
+            [mr_series["folder"], "-o", out / "mr_sr", "--scale", "1,1,2"],
+            [bids / "sub-01/anat/sub-01_T1w.nii.gz"],
+        ):
+            result = run("enhance", *args, "--model", "bspline")
+            assert result.exit_code == 0, result.output
+    finally:
+        os.umask(old)
+    file_mode, folder_mode = 0o666 & ~umask, 0o777 & ~umask
+    expected = {"a.nii.gz": file_mode, "a.json": file_mode, "a_dicom": folder_mode}
+    expected |= {"a_dicom.json": file_mode, "mr_sr": folder_mode, "mr_sr.json": file_mode}
+    expected |= {f"a_dicom/IM{k:05d}.dcm": file_mode for k in range(1, 25)}  # 8 slices x3
+    expected |= {f"mr_sr/IM{k:05d}.dcm": file_mode for k in range(1, 13)}
+    assert _modes(out) == expected
+    derivatives = bids / "derivatives"
+    assert _modes(derivatives) == {
+        "srkit": folder_mode,
+        "srkit/dataset_description.json": file_mode,
+        "srkit/sub-01": folder_mode,
+        "srkit/sub-01/anat": folder_mode,
+        "srkit/sub-01/anat/sub-01_desc-sr_T1w.json": file_mode,
+        "srkit/sub-01/anat/sub-01_desc-sr_T1w.nii.gz": file_mode,
+    }
+    assert derivatives.stat().st_mode & 0o777 == folder_mode

@@ -125,7 +125,7 @@ def test_real_ct_dicom_full_cli_to_dicom(shared_data, tmp_path):
     np.testing.assert_allclose(back.spacing, [0.9765625, 0.9765625, 1.0], atol=1e-6)
     assert back.affine[2, 3] == pytest.approx(-804.5 - 0.5, abs=1e-6)  # -(s-1)/(2s) * 2 mm
     ds = pydicom.dcmread(sorted(out.iterdir())[0])
-    assert ds.Modality == "CT" and list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+    assert ds.Modality == "CT" and list(ds.ImageType) == ["DERIVED", "SECONDARY", "AXIAL"]
     assert ds.SeriesDescription == "CT Body 3.0 SR"
     assert (ds.BitsStored, ds.PixelRepresentation) == (12, 0)
     assert float(ds.RescaleIntercept) == -1024.0
