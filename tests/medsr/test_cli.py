@@ -49,7 +49,7 @@ def test_simulate_enhance_evaluate_round_trip(hr_file, tmp_path):
     hr = read_volume(hr_file)
     np.testing.assert_allclose(low.data[..., 1], hr.data[..., 4:8].mean(axis=2), atol=1e-4)
     sr = tmp_path / "sr.nii.gz"
-    result = run("enhance", lr, "-o", sr, "--model", "bspline")
+    result = run("enhance", lr, "-o", sr, "--model", "bspline", "--clip", "none")
     assert result.exit_code == 0, result.output
     assert "with bspline" in result.output
     out = read_volume(sr)
@@ -321,8 +321,17 @@ def test_shipped_model_beats_bspline_end_to_end_on_a_real_brain(tmp_path):
         assert scores["model"]["ssim"] > scores["baseline"]["ssim"]
 
 
-def test_nifti_to_dicom_folder_by_output_path(nifti_files, tmp_path):
-    result = run("enhance", nifti_files["ct"], "-o", tmp_path / "ct_dicom", "--model", "bspline")
+def test_nifti_to_dicom_folder_with_format_dicom(nifti_files, tmp_path):
+    result = run(
+        "enhance",
+        nifti_files["ct"],
+        "-o",
+        tmp_path / "ct_dicom",
+        "--format",
+        "dicom",
+        "--model",
+        "bspline",
+    )
     assert result.exit_code == 0, result.output
     back = read_volume(tmp_path / "ct_dicom")
     assert back.modality == "ct" and back.shape == (32, 32, 16)

@@ -167,7 +167,7 @@ def test_nan_voxels_are_stored_as_pixel_padding_in_dicom(tmp_path):
     out = tmp_path / "dcm"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = enhance_file(source, out, scale=(1, 1, 2), model="nearest")
+        result = enhance_file(source, out, scale=(1, 1, 2), model="nearest", output_format="dicom")
     nan_out = int(np.isnan(result.volume.data).sum())
     assert nan_out == 18  # 9 voxels, doubled along z
     messages = [str(w.message) for w in caught]
