@@ -338,3 +338,41 @@ def test_nifti_to_dicom_folder_with_format_dicom(nifti_files, tmp_path):
     sr = read_volume(nifti_files["ct"])  # HU kept: int16 with slope 1 stores rounded HU
     assert np.median(back.data) == -1024.0 and np.array_equal(back.data, np.round(back.data))
     assert abs(back.data.mean() - sr.data.mean()) < 0.02 * abs(sr.data.mean())
+
+
+def test_models_json_lists_every_mri_and_ct_card():
+    from common import list_models
+
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    expected = sorted(c.name for c in list_models() if c.domain in ("mri", "ct"))
+    assert len(expected) == 8
+    assert sorted(card["name"] for card in record["models"]) == expected
+    by_name = {card["name"]: card for card in record["models"]}
+    assert by_name["mri_smore_x4"]["domain"] == "mri"
+    assert by_name["ct_inplane_x2"]["axis_scale"] == [2, 2]
+    assert [card["name"] for card in record["baselines"]] == [
+        "bicubic",
+        "bspline",
+        "lanczos",
+        "nearest",
+    ]
+    assert list(record["methods"]) == ["ibp"]
+
+
+def test_enhance_has_the_shared_option_grammar():
+    help_text = run("enhance", "--help").output
+    for option in (
+        "--overwrite",
+        "--progress / --no-progress",
+        "--dtype [float32|keep]",
+        "--tile",
+        "--batch-size",
+        "--device",
+        "--clip",
+        "--force",
+        "--format [nifti|dicom]",
+    ):
+        assert option in help_text, option
+    assert "--json" in run("info", "--help").output
