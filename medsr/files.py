@@ -471,6 +471,11 @@ def enhance_batch(
     """
     if options.get("output_format") == "dicom":
         raise MedsrError(f"{spec}: a batch writes NIfTI files; --format dicom needs one input")
+    check_options(
+        modality=options.get("modality", "auto"),
+        clip=options.get("clip", "auto"),
+        device=options.get("device"),
+    )
     files = expand_inputs(spec)
     if out_dir is None:
         if not Path(spec).is_dir():

@@ -88,3 +88,12 @@ def test_bad_clip_is_one_line_error_and_writes_nothing(step_file, tmp_path, spec
     result = run("enhance", step_file, "-o", out, "--clip", spec)
     assert_one_line_error(result, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step.nii.gz"]
+
+
+def test_bad_clip_fails_a_batch_before_any_file(tmp_path):
+    scans = tmp_path / "scans"
+    for name in ("a", "b"):
+        write_nifti(scans / f"{name}.nii.gz", np.ones((6, 6, 4)), oblique_affine())
+    result = run("enhance", scans, "-o", tmp_path / "out", "--clip", "9,1")
+    assert_one_line_error(result, "--clip '9,1': LO must be finite and below HI")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scans"]
