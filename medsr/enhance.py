@@ -138,9 +138,7 @@ def enhance_volume(
     the DICOM Modality, else the value range (:func:`medsr.intensity.detect_modality`).
     """
     start = time.perf_counter()
-    rule = ClipRule.parse(clip)
-    if modality not in ("auto", "mri", "ct"):
-        raise MedsrError(f"--modality must be auto, mri or ct, got {modality!r}")
+    rule = check_options(modality=modality, clip=clip)
     # the output, the normalized copy and one plane orientation's result at once
     check_memory(volume.source or "volume", plan.out_shape, "the output", copies=4)
     kind = detect_modality(volume.data, volume.modality) if modality == "auto" else modality
