@@ -70,7 +70,10 @@ def _parse_options(target: str, options: dict) -> dict:
 @main.command("enhance")
 @click.argument("input_path", metavar="INPUT")
 @click.option(
-    "-o", "--output", default=None, help="Output .nii/.nii.gz, DICOM folder, or batch folder."
+    "-o",
+    "--output",
+    default=None,
+    help="Output .nii/.nii.gz, a folder (see --format), or a batch folder.",
 )
 @click.option("--scale", help="In-plane factor S, or per-axis a,b,c.")
 @click.option("--axis", help="Thick (through-plane) axis: x, y or z.")
@@ -116,10 +119,20 @@ def _parse_options(target: str, options: dict) -> dict:
 @click.option(
     "--force", is_flag=True, help="Run a model trained on another domain than the input (warns)."
 )
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available).")
-@click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile size in input voxels.")
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per forward pass."
+    "--device", default=None, help="cpu, cuda, cuda:N or mps (default CUDA when available)."
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Input voxels per window and axis, halo included, as in geosr.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Windows per forward pass (default 1); more helps on a GPU, same result.",
 )
 @backend_option()
 @click.option(
