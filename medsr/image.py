@@ -114,6 +114,8 @@ def _image_volume(img: Any, trust: str | None) -> tuple[Volume, str, str]:
         return replace(volume, source=Path(filename) if filename else None), "nibabel", name
     if _is_sitk_image(img):
         name = "<SimpleITK image>"
+        if trust is not None:
+            raise MedsrError(f"{name}: trust applies to nibabel images (sform/qform) only")
         return sitk_volume(img, name), "sitk", name
     raise MedsrError(
         "enhance_image takes a nibabel Nifti1Image/Nifti2Image or a SimpleITK Image,"

@@ -173,3 +173,15 @@ def test_real_nifti_read_by_simpleitk_and_nibabel_gives_one_field_of_view(shared
         np.asarray(reference.dataobj),
         atol=1e-3,
     )
+
+
+def test_nifti2_in_nifti2_out_and_trust_is_nibabel_only():
+    data = np.arange(8 * 8 * 4, dtype=np.float32).reshape(8, 8, 4)
+    out = medsr.enhance_image(
+        nib.Nifti2Image(data, oblique_affine()), scale=(1, 1, 2), model="nearest"
+    )
+    assert type(out) is nib.Nifti2Image
+    np.testing.assert_allclose(np.asarray(out.dataobj), np.repeat(data, 2, axis=2), atol=1e-3)
+    sitk = _sitk()
+    with pytest.raises(MedsrError, match="trust applies to nibabel images"):
+        medsr.enhance_image(sitk.GetImageFromArray(data), trust="sform")
