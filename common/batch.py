@@ -52,7 +52,7 @@ REPORT_FIELDS = ("input", "output", "status", "seconds", "worker", "error")
 MODEL_CACHE_SIZE = 4  # models kept per worker process
 # options that do not change an output (the tiling contract): a rerun that only changes
 # them still resumes
-RESULT_INVARIANT = ("device", "tile", "batch_size", "progress")
+RESULT_INVARIANT = ("device", "tile", "batch_size", "progress", "command_line")
 
 
 class BatchError(SRKitError):

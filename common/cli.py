@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import click
 
@@ -126,6 +126,19 @@ def format_models(domains: Sequence[str]) -> str:
         f"{table}\nvalidation gain: on the model-selection data; gains on data never used "
         "(held out) are in each card's metrics.holdout / metrics.benchmark and docs/benchmarks.md"
     )
+
+
+def format_models_json(domains: Sequence[str], methods: Mapping[str, str] | None = None) -> str:
+    """The cards of the shipped models of ``domains`` and of the interpolation baselines,
+    as JSON: ``{"models": [card, ...], "baselines": [card, ...], "methods": {name: text}}``."""
+    import json
+
+    record = {
+        "models": [card.to_dict() for card in list_models() if card.domain in domains],
+        "baselines": [make_baseline(kind).card.to_dict() for kind in BASELINES],
+        "methods": dict(methods or {}),
+    }
+    return json.dumps(record, indent=2)
 
 
 def models_command(domains: Sequence[str]) -> click.Command:

@@ -105,7 +105,16 @@ def main() -> None:
     restored = OUT / "anatomical_8mm_slices_sr.nii.gz"
     _run_cli("medsr", "enhance", str(thick), "-o", str(restored), "--overwrite")
     _run_cli("medsr", "evaluate", str(restored), str(reference), "--lr", str(thick))
-    _run_cli("medsr", "enhance", str(thick), "-o", str(OUT / "anatomical_sr_dicom"), "--overwrite")
+    _run_cli(
+        "medsr",
+        "enhance",
+        str(thick),
+        "-o",
+        str(OUT / "anatomical_sr_dicom"),
+        "--format",
+        "dicom",
+        "--overwrite",
+    )
 
     print("\n== geosr: a generated GeoTIFF (synthetic, labelled as such in its tags) ==")
     raster = make_demo_raster(OUT / "synthetic_rgb.tif")

@@ -9,7 +9,7 @@ import warnings
 import click
 
 from common.batch import cluster_options
-from common.cli import format_models, make_group
+from common.cli import format_models, format_models_json, make_group
 from common.export import export_command
 from common.inference.backends import backend_option
 from common.training.cli import make_train_command
@@ -18,10 +18,14 @@ main = make_group("medsr", "Super-resolution of MRI and CT volumes (NIfTI, DICOM
 
 
 @main.command("models")
-def models() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON.")
+def models(as_json: bool) -> None:
     """List the shipped MRI/CT models, the interpolation baselines and medsr's own methods."""
     from .enhance import MEDSR_METHODS
 
+    if as_json:
+        click.echo(format_models_json(("mri", "ct"), methods=MEDSR_METHODS))
+        return
     click.echo(format_models(("mri", "ct")))
     click.echo("medsr methods (no weights; use with --model):")
     for name, description in MEDSR_METHODS.items():
@@ -35,6 +39,11 @@ def _readers():
 
 
 main.add_command(make_train_command(_readers))
+
+
+def _command_line() -> list[str]:
+    """The command as typed (the program as ``medsr``), for the provenance sidecar."""
+    return ["medsr", *sys.argv[1:]]
 
 
 def _show_warnings(caught: list) -> None:
@@ -61,7 +70,10 @@ def _parse_options(target: str, options: dict) -> dict:
 @main.command("enhance")
 @click.argument("input_path", metavar="INPUT")
 @click.option(
-    "-o", "--output", default=None, help="Output .nii/.nii.gz, DICOM folder, or batch folder."
+    "-o",
+    "--output",
+    default=None,
+    help="Output .nii/.nii.gz, a folder (see --format), or a batch folder.",
 )
 @click.option("--scale", help="In-plane factor S, or per-axis a,b,c.")
 @click.option("--axis", help="Thick (through-plane) axis: x, y or z.")
@@ -90,10 +102,37 @@ def _parse_options(target: str, options: dict) -> dict:
     help="Which NIfTI affine to use when sform and qform disagree.",
 )
 @click.option("--series", default=None, help="DICOM SeriesInstanceUID (or prefix / SeriesNumber).")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available).")
-@click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile size in input voxels.")
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per forward pass."
+    "--format",
+    "output_format",
+    type=click.Choice(["nifti", "dicom"]),
+    default=None,
+    help="Output format (default: .nii/.nii.gz path -> NIfTI; folder -o -> DICOM for a DICOM"
+    " input, <stem>_sr.nii.gz inside it for a NIfTI input).",
+)
+@click.option(
+    "--clip",
+    default="auto",
+    show_default=True,
+    help="Output range in physical units: auto (input range +- 5 % of its span), none, or LO,HI.",
+)
+@click.option(
+    "--force", is_flag=True, help="Run a model trained on another domain than the input (warns)."
+)
+@click.option(
+    "--device", default=None, help="cpu, cuda, cuda:N or mps (default CUDA when available)."
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Input voxels per window and axis, halo included, as in geosr.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Windows per forward pass (default 1); more helps on a GPU, same result.",
 )
 @backend_option()
 @click.option(
@@ -174,6 +213,7 @@ def enhance(
             results = enhance_batch(
                 input_path,
                 output,
+                command_line=_command_line(),
                 report=report,
                 workers=workers,
                 scheduler=scheduler,
@@ -193,7 +233,9 @@ def enhance(
             click.echo(
                 "warning: --workers/--scheduler apply to batches; one file runs here", err=True
             )
-        result = enhance_file(input_path, output, progress=progress, **options)
+        result = enhance_file(
+            input_path, output, progress=progress, command_line=_command_line(), **options
+        )
     _show_warnings(caught)
     prov = result.provenance
     click.echo(

@@ -6,6 +6,10 @@ writes them together through :func:`common.io.atomic_outputs`: both land or neit
 
 The output rules, checked before any work:
 
+- the format never depends on what exists on disk, so a rerun gives the same result
+  (:func:`resolve_output`): ``output_format`` (``--format``) decides; without it a
+  ``.nii``/``.nii.gz`` path is NIfTI, a folder ``-o`` is a DICOM series for a DICOM input
+  and ``<stem>_sr.nii.gz`` inside that (existing) folder for a NIfTI input;
 - the output is ``.nii``/``.nii.gz`` (NIfTI) or a folder name without an extension (a
   derived DICOM series); any other extension is an error listing those;
 - the output (or its sidecar) is never the input, never inside a DICOM input's folder and
@@ -27,13 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from common import __version__
-from common.batch import Job, JobResult, report_path, run_batch, use_model_cache, write_report
+from common.batch import (
+    Job,
+    JobResult,
+    report_path,
+    run_batch,
+    sha256_file,
+    use_model_cache,
+    write_report,
+)
 from common.errors import SRKitError, first_line
-from common.inference import choose_device
 from common.io import OutputTarget, atomic_outputs, check_not_input, check_targets, is_within
 
 from .bids import bids_output, current_command
-from .enhance import EnhanceResult, enhance_volume, fmt_scale, plan_enhance
+from .enhance import EnhanceResult, check_options, enhance_planned, fmt_scale, plan_volume
 from .errors import MedsrError, input_error
 from .io import (
     NIFTI_SUFFIXES,
@@ -46,7 +57,12 @@ from .io import (
 )
 
 NIFTI_OUTPUTS = (".nii", ".nii.gz")
+OUTPUT_FORMATS = ("nifti", "dicom")
 SIDECAR_TOOL = "medsr enhance"
+OUTPUT_HASH_RULE = (
+    "sha256 of the NIfTI file; of a DICOM folder: sha256 over its files sorted by relative"
+    " path, each contributing 'path\\0' and its own sha256 hex (common.batch.sha256_file)"
+)
 
 
 def default_output(path: Path) -> Path:
@@ -100,6 +116,65 @@ def _previous_dicom_output(folder: Path) -> bool:
         return False
     entries = list(folder.iterdir())
     return all(e.is_file() and not e.is_symlink() and e.suffix == ".dcm" for e in entries)
+
+
+def resolve_output(
+    input_path: Path,
+    output: str | os.PathLike | None,
+    *,
+    dicom: bool,
+    output_format: str | None = None,
+) -> Path:
+    """The output path of one scan, from the command alone (never from what exists), so
+    rerunning a command (with ``--overwrite``) replaces the first run's output.
+
+    - ``output_format`` ``"nifti"``/``"dicom"`` decides the format; a folder ``-o`` then
+      gets ``<stem>_sr.nii.gz`` inside it (NIfTI) or is the series folder (DICOM);
+    - without it: a ``.nii``/``.nii.gz`` path is NIfTI; a folder ``-o`` is the DICOM series
+      itself for a DICOM input, and ``<stem>_sr.nii.gz`` inside it for a NIfTI input;
+    - no ``-o``: :func:`default_output` (in the chosen format when one is given).
+
+    NIfTI goes only into an existing folder, and never into a previous medsr DICOM output.
+    """
+    if output_format not in (None, *OUTPUT_FORMATS):
+        raise MedsrError(f"--format must be nifti or dicom, got {output_format!r}")
+    beside = default_output(input_path)
+    if dicom:
+        nifti_name, dicom_name = beside.name + ".nii.gz", beside.name
+    else:
+        nifti_name = beside.name
+        dicom_name = nifti_name[: -len(".nii.gz")] if nifti_name.endswith(".nii.gz") else None
+        dicom_name = dicom_name or nifti_name[: -len(".nii")]
+    if output is None:
+        if output_format is None:
+            return beside
+        return beside.with_name(nifti_name if output_format == "nifti" else dicom_name)
+    out = Path(output)
+    if out.name in ("", ".", ".."):  # "-o ." names a folder by its path
+        out = Path(os.path.abspath(out))
+    if out.name.lower().endswith(NIFTI_OUTPUTS):
+        if output_format == "dicom":
+            raise input_error(
+                out, "--format dicom writes a folder; give a folder name, not a NIfTI file name"
+            )
+        return out
+    if output_format == "dicom" or (output_format is None and dicom):
+        return out
+    if out.suffix and not out.is_dir():
+        return out  # an unknown extension: check_output says which ones are accepted
+    if not out.is_dir():
+        raise input_error(
+            out,
+            "no such folder: NIfTI output goes into an existing folder as"
+            f" {nifti_name}; create it, give a .nii.gz name, or pass --format dicom",
+        )
+    if _previous_dicom_output(out):
+        raise input_error(
+            out,
+            "is a previous medsr DICOM output; pass --format dicom to replace it (with"
+            " --overwrite), or choose another folder for NIfTI output",
+        )
+    return out / nifti_name
 
 
 def check_output(
@@ -163,6 +238,9 @@ def enhance_file(
     dtype: str = "float32",
     trust: str | None = None,
     series: str | None = None,
+    clip: str | None = "auto",
+    force: bool = False,
+    output_format: str | None = None,
     device: str | None = None,
     tile: int | None = None,
     batch_size: int | None = None,
@@ -170,6 +248,7 @@ def enhance_file(
     overwrite: bool = False,
     uid_root: str | None = None,
     bids: bool | None = None,
+    command_line: Sequence[str] | None = None,
     batch_record: dict[str, Any] | None = None,
     self_supervised: bool = False,
     budget: str | float | None = None,
@@ -183,9 +262,9 @@ def enhance_file(
     from) and record the adaptation in the sidecar; ``save_model`` also writes the model
     used (``.safetensors`` plus its card), checked like the output before any work.
 
-    The output format follows the output path (``.nii``/``.nii.gz``: NIfTI; a name
-    without extension: a derived DICOM series folder). Default output:
-    :func:`default_output`. ``dtype``: ``"float32"`` or ``"keep"`` (the input's stored
+    The output path and format: :func:`resolve_output` (``output_format``, else the path
+    and the input's format). ``clip``, ``force``: as :func:`medsr.enhance.enhance_volume`.
+    ``command_line``: recorded in the sidecar (the CLI passes its arguments). ``dtype``: ``"float32"`` or ``"keep"`` (the input's stored
     type, rounded and clipped; DICOM output always keeps the source bit depth). The output
     and its sidecar are written to temporaries and renamed together: nothing is left
     behind on error, and without ``overwrite`` nothing existing is replaced.
@@ -199,8 +278,7 @@ def enhance_file(
     if dtype not in ("float32", "keep"):
         raise MedsrError(f"--dtype must be float32 or keep, got {dtype!r}")
     check_uid_root(uid_root)
-    if device is not None:
-        choose_device(device)  # a bad --device fails before any work
+    check_options(modality=modality, clip=clip, device=device)  # before any work
     if self_supervised:  # so do bad --budget/--profile values
         from .self_supervised import parse_budget
         from .slice_profile import parse_profile
@@ -209,25 +287,21 @@ def enhance_file(
         parse_profile(profile)
     volume = read_volume(input_path, trust=trust, series=series)
     dicom = volume.format == "dicom"
-    derivative = bids_output(input_path, bids) if output is None else None
-    out = Path(output) if output is not None else default_output(input_path)
-    out = derivative.output if derivative is not None else out
-    if out.name in ("", ".", ".."):  # "-o ." names a folder by its path
-        out = Path(os.path.abspath(out))
-    if output is not None and out.is_dir() and not dicom and not _previous_dicom_output(out):
-        out = out / default_output(input_path).name  # an existing folder: write into it
+    if bids and output_format == "dicom":
+        raise input_error(input_path, "--bids writes NIfTI derivatives; drop --format dicom")
+    # BIDS derivatives are NIfTI: --format dicom (like -o) turns the automatic BIDS rule off
+    automatic = output is None and output_format != "dicom"
+    derivative = bids_output(input_path, bids) if automatic else None
     if derivative is not None:
+        out = derivative.output
         derivative.check()
+    else:
+        out = resolve_output(input_path, output, dicom=dicom, output_format=output_format)
     if derivative is None or out.parent.is_dir():
         side = check_output(input_path, out, overwrite, dicom=dicom, sources=volume.source_files)
     else:  # a new derivative folder: nothing in it can exist or be the input
         side = sidecar_path(out)
-    try:
-        plan = plan_enhance(
-            volume.shape, volume.affine, scale=scale, axis=axis, target_spacing=target_spacing
-        )
-    except ValueError as exc:
-        raise input_error(input_path, str(exc)) from None
+    plan = plan_volume(volume, input_path, scale=scale, axis=axis, target_spacing=target_spacing)
     if not self_supervised and (budget is not None or save_model is not None):
         raise MedsrError("--budget and --save-model go with --self-supervised")
     if not self_supervised and profile not in (None, "auto"):
@@ -260,25 +334,22 @@ def enhance_file(
             reason = "adapted to this scan (self-supervised)"
         else:
             reason = f"self-supervised with budget 0: {record['start']}"
-    try:
-        result = enhance_volume(
-            volume,
-            plan,
-            model=model,
-            model_reason=reason,
-            modality=modality,
-            device=device,
-            tile=tile,
-            batch_size=batch_size,
-            progress=progress,
-        )
-    except SRKitError as exc:  # name the file unless the message already does
-        if str(exc).startswith(str(input_path)) or isinstance(exc, MedsrError):
-            raise
-        raise type(exc)(f"{input_path}: {first_line(exc)}") from exc
-    except (ValueError, RuntimeError, LookupError, OSError) as exc:  # bad --model/--device
-        raise input_error(input_path, first_line(exc)) from exc
+    result = enhance_planned(
+        volume,
+        plan,
+        input_path,
+        model=model,
+        model_reason=reason,
+        modality=modality,
+        clip=clip,
+        force=force,
+        device=device,
+        tile=tile,
+        batch_size=batch_size,
+        progress=progress,
+    )
     prov = result.provenance
+    prov["command_line"] = list(command_line) if command_line is not None else None
     prov["input_sha256"] = input_hash
     if self_supervised:
         prov["self_supervised"] = model.adaptation
@@ -311,6 +382,8 @@ def enhance_file(
                 name=out,
                 uid_root=uid_root,
             )
+        prov["output_sha256"] = sha256_file(temporary)
+        prov["output_sha256_rule"] = OUTPUT_HASH_RULE
         temporary_side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     if model_targets:
         from common.models.weights import save_model as save_weights
@@ -428,6 +501,13 @@ def enhance_batch(
     if options.get("bids"):
         raise MedsrError("--bids applies to one input file; a batch writes into its -o folder")
     check_uid_root(options.get("uid_root"))
+    if options.get("output_format") == "dicom":
+        raise MedsrError(f"{spec}: a batch writes NIfTI files; --format dicom needs one input")
+    check_options(
+        modality=options.get("modality", "auto"),
+        clip=options.get("clip", "auto"),
+        device=options.get("device"),
+    )
     files = expand_inputs(spec)
     if out_dir is None:
         if not Path(spec).is_dir():

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -146,6 +147,39 @@ def choose_method(model: Any, scale: Sequence[int]) -> str:
     if len(scaled) == 2 and scale[scaled[0]] == scale[scaled[1]]:
         return "2d-inplane"
     raise MedsrError(f"a 2D model cannot apply scale {tuple(scale)}; use a 3D model or a baseline")
+
+
+DOMAIN_FREE = "any"
+"""The card domain of interpolation baselines (and of networks built in memory)."""
+
+
+def check_domain(model: Any, modality: str, name: str, *, force: bool = False) -> str | None:
+    """Refuses a model trained on another domain than the input's modality.
+
+    A medsr method (``ibp``) and an interpolation baseline (card domain ``any``) fit every
+    input. Any other card domain (``mri``, ``ct``, ``rs``, ``natural``) must equal
+    ``modality``.
+
+    Returns:
+        ``None`` when the model fits, else (with ``force``) the warning it also issues.
+
+    Raises:
+        MedsrError: ``"<name>: model M is for domain D, but the input is a CT/MRI ..."``
+            when the domains differ and ``force`` is false.
+    """
+    if isinstance(model, str):
+        return None
+    card = model.card
+    if card.domain in (DOMAIN_FREE, modality):
+        return None
+    problem = (
+        f"model {card.name} is for domain {card.domain!r}, but the input's modality is {modality!r}"
+    )
+    if not force:
+        raise MedsrError(f"{name}: {problem}; pass --force (force=True) to run it anyway")
+    message = f"{name}: {problem}; running it anyway (--force)"
+    warnings.warn(message, stacklevel=3)
+    return message
 
 
 def load_method_model(spec: str) -> Any:

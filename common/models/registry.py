@@ -221,6 +221,15 @@ def model_from_weights(path: str | os.PathLike) -> SRModule:
     return model.eval()
 
 
+def weights_file(spec: str | os.PathLike | SRModule) -> Path | None:
+    """The weights file :func:`load_model` reads for ``spec`` (a shipped name or a path);
+    ``None`` for a baseline, a model instance, or a spec that names no existing file."""
+    if isinstance(spec, SRModule) or str(spec) in BASELINES:
+        return None
+    path = _shipped_path(str(spec)) if str(spec) in SHIPPED else Path(str(spec)).expanduser()
+    return path if path.is_file() else None
+
+
 def load_model(spec: str | os.PathLike | SRModule) -> SRModule:
     """A ready-to-run model (eval mode, on the CPU) from a name, a path or a baseline.
 

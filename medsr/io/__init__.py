@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import MedsrError, input_error
 from .dicom_read import is_dicom_file, read_dicom_series
 from .dicom_write import check_uid_root, save_dicom_series, write_dicom_series
-from .nifti import check_affine, nifti_image, read_nifti, save_nifti, write_nifti
+from .nifti import check_affine, nifti_image, nifti_volume, read_nifti, save_nifti, write_nifti
 from .volume import (
     LPS_TO_RAS,
     NIFTI_SUFFIXES,
@@ -39,6 +39,7 @@ __all__ = [
     "check_uid_root",
     "is_nifti_path",
     "nifti_image",
+    "nifti_volume",
     "output_format",
     "read_dicom_series",
     "read_nifti",

@@ -42,6 +42,18 @@ def read_nifti(path: str | os.PathLike, *, trust: str | None = None) -> Volume:
         raise input_error(path, "no such file") from None
     except Exception as exc:
         raise input_error(path, f"not a readable NIfTI/MGZ file ({short_message(exc)})") from None
+    return nifti_volume(image, path, trust=trust)
+
+
+def nifti_volume(image, path: str | os.PathLike, *, trust: str | None = None) -> Volume:
+    """The :class:`Volume` of a nibabel image (loaded, or made in memory), with the checks
+    of :func:`read_nifti`; ``path`` is the name errors and warnings give (and the source).
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if trust not in (None, "sform", "qform"):
+        raise input_error(path, f"trust must be 'sform' or 'qform', got {trust!r}")
     shape = tuple(int(n) for n in image.shape)
     if 0 in shape:
         raise input_error(path, f"a dimension has size 0 (shape {shape}); the image is empty")

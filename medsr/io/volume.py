@@ -91,6 +91,28 @@ class Volume:
         """The source slices' DICOM headers (sorted along the normal); empty for NIfTI."""
         return list(self.meta.datasets) if isinstance(self.meta, DicomMeta) else []
 
+    @property
+    def representable_range(self) -> tuple[float, float] | None:
+        """The physical values the input's own stored type can hold (a DICOM series: its
+        first slice's BitsStored and RescaleSlope/Intercept, as its derived series is
+        written; a NIfTI: the integer dtype with scl_slope/inter); ``None`` for floats."""
+        headers = self.dicom_headers
+        if headers:
+            first = headers[0]
+            bits = int(first.get("BitsStored", 16))
+            signed = int(first.get("PixelRepresentation", 0)) == 1
+            low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+            slope = float(first.get("RescaleSlope", 1) or 1)
+            inter = float(first.get("RescaleIntercept", 0) or 0)
+        else:
+            dtype = np.dtype(self.stored_dtype)
+            if not np.issubdtype(dtype, np.integer):
+                return None
+            low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+            slope, inter = self.slope, self.inter
+        ends = sorted((float(low) * slope + inter, float(high) * slope + inter))
+        return ends[0], ends[1]
+
     def crop(self, index: Sequence[slice]) -> Volume:
         """This volume cut to ``index`` (one unit-step slice per axis), with its affine
         moved to the new first voxel: every kept voxel stays where it was in the world.

@@ -49,7 +49,7 @@ def test_simulate_enhance_evaluate_round_trip(hr_file, tmp_path):
     hr = read_volume(hr_file)
     np.testing.assert_allclose(low.data[..., 1], hr.data[..., 4:8].mean(axis=2), atol=1e-4)
     sr = tmp_path / "sr.nii.gz"
-    result = run("enhance", lr, "-o", sr, "--model", "bspline")
+    result = run("enhance", lr, "-o", sr, "--model", "bspline", "--clip", "none")
     assert result.exit_code == 0, result.output
     assert "with bspline" in result.output
     out = read_volume(sr)
@@ -321,11 +321,58 @@ def test_shipped_model_beats_bspline_end_to_end_on_a_real_brain(tmp_path):
         assert scores["model"]["ssim"] > scores["baseline"]["ssim"]
 
 
-def test_nifti_to_dicom_folder_by_output_path(nifti_files, tmp_path):
-    result = run("enhance", nifti_files["ct"], "-o", tmp_path / "ct_dicom", "--model", "bspline")
+def test_nifti_to_dicom_folder_with_format_dicom(nifti_files, tmp_path):
+    result = run(
+        "enhance",
+        nifti_files["ct"],
+        "-o",
+        tmp_path / "ct_dicom",
+        "--format",
+        "dicom",
+        "--model",
+        "bspline",
+    )
     assert result.exit_code == 0, result.output
     back = read_volume(tmp_path / "ct_dicom")
     assert back.modality == "ct" and back.shape == (32, 32, 16)
     sr = read_volume(nifti_files["ct"])  # HU kept: int16 with slope 1 stores rounded HU
     assert np.median(back.data) == -1024.0 and np.array_equal(back.data, np.round(back.data))
     assert abs(back.data.mean() - sr.data.mean()) < 0.02 * abs(sr.data.mean())
+
+
+def test_models_json_lists_every_mri_and_ct_card():
+    from common import list_models
+
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    expected = sorted(c.name for c in list_models() if c.domain in ("mri", "ct"))
+    assert len(expected) == 8
+    assert sorted(card["name"] for card in record["models"]) == expected
+    by_name = {card["name"]: card for card in record["models"]}
+    assert by_name["mri_smore_x4"]["domain"] == "mri"
+    assert by_name["ct_inplane_x2"]["axis_scale"] == [2, 2]
+    assert [card["name"] for card in record["baselines"]] == [
+        "bicubic",
+        "bspline",
+        "lanczos",
+        "nearest",
+    ]
+    assert list(record["methods"]) == ["ibp"]
+
+
+def test_enhance_has_the_shared_option_grammar():
+    help_text = run("enhance", "--help").output
+    for option in (
+        "--overwrite",
+        "--progress / --no-progress",
+        "--dtype [float32|keep]",
+        "--tile",
+        "--batch-size",
+        "--device",
+        "--clip",
+        "--force",
+        "--format [nifti|dicom]",
+    ):
+        assert option in help_text, option
+    assert "--json" in run("info", "--help").output

@@ -326,7 +326,18 @@ def test_dciodvfy_series_from_nifti_has_only_unknowable_errors(tmp_path, modalit
     data = phantom((12, 10, 4), 1) - (1024 if modality == "ct" else 0)
     scan = write_nifti(tmp_path / "scan.nii.gz", data, oblique_affine((0.8, 0.8, 3.0)))
     out = tmp_path / "dcm"
-    result = run("enhance", scan, "-o", out, "--modality", modality, "--model", "bspline")
+    result = run(
+        "enhance",
+        scan,
+        "-o",
+        out,
+        "--modality",
+        modality,
+        "--model",
+        "bspline",
+        "--format",
+        "dicom",
+    )
     assert result.exit_code == 0, result.output
     errors = iod_errors(sample(out))
     assert errors <= NIFTI_UNKNOWABLE, sorted(errors - NIFTI_UNKNOWABLE)

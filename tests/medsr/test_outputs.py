@@ -167,7 +167,7 @@ def test_nan_voxels_are_stored_as_pixel_padding_in_dicom(tmp_path):
     out = tmp_path / "dcm"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = enhance_file(source, out, scale=(1, 1, 2), model="nearest")
+        result = enhance_file(source, out, scale=(1, 1, 2), model="nearest", output_format="dicom")
     nan_out = int(np.isnan(result.volume.data).sum())
     assert nan_out == 18  # 9 voxels, doubled along z
     messages = [str(w.message) for w in caught]
@@ -199,7 +199,7 @@ def test_every_output_follows_the_umask(mr_series, nifti_files, tmp_path, umask)
     try:
         for args in (
             [nifti_files["aniso"], "-o", out / "a.nii.gz"],
-            [nifti_files["aniso"], "-o", out / "a_dicom"],
+            [nifti_files["aniso"], "-o", out / "a_dicom", "--format", "dicom"],
             [mr_series["folder"], "-o", out / "mr_sr", "--scale", "1,1,2"],
             [bids / "sub-01/anat/sub-01_T1w.nii.gz"],
         ):
