@@ -7,6 +7,7 @@ exception is a bug: its traceback and exit code 1.
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from collections.abc import Sequence
@@ -128,12 +129,51 @@ def format_models(domains: Sequence[str]) -> str:
     )
 
 
+def models_records(domains: Sequence[str]) -> list[dict]:
+    """The shipped models of ``domains`` and the baselines as JSON-ready records: name,
+    domain, scale, dims, channels, parameters, receptive field, metrics."""
+    records = [
+        {
+            "name": card.name,
+            "domain": card.domain,
+            "scale": list(card.axis_scale) or [card.scale],
+            "dims": card.dims,
+            "channels": card.channels,
+            "parameters": card.n_parameters,
+            "receptive_field": card.receptive_field,
+            "metrics": dict(card.metrics),
+        }
+        for card in list_models()
+        if card.domain in domains
+    ]
+    for kind in BASELINES:
+        card = make_baseline(kind).card
+        records.append(
+            {
+                "name": kind,
+                "domain": "any",
+                "scale": "any",
+                "dims": [2, 3],
+                "channels": "any",
+                "parameters": 0,
+                "receptive_field": card.receptive_field,
+                "metrics": {},
+            }
+        )
+    return records
+
+
 def models_command(domains: Sequence[str]) -> click.Command:
-    """``models``: list shipped models of the front end's domains and the baselines."""
+    """``models [--json]``: list shipped models of the front end's domains and the
+    baselines."""
 
     @click.command("models")
-    def models() -> None:
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def models(as_json: bool) -> None:
         """List the shipped models and interpolation baselines."""
-        click.echo(format_models(domains))
+        if as_json:
+            click.echo(json.dumps(models_records(domains), indent=2, default=str))
+        else:
+            click.echo(format_models(domains))
 
     return models

@@ -131,7 +131,7 @@ class DaskWriter:
             if failed:
                 raise GeosrError(f"{name}: {len(failed)} row band(s) failed: {failed[0].error}")
             with rasterio.open(path, "w", **profile) as dst:
-                copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice))
+                copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice, options))
                 assemble(dst, [(job.output, b) for job, b in zip(jobs, bands)], plan)
         counts = [r.value for r in results]
         return len(reads), sum(c[1] for c in counts), sum(c[2] for c in counts)
