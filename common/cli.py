@@ -8,11 +8,13 @@ exception is a bug: its traceback and exit code 1.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from collections.abc import Sequence
 
 import click
+import numpy as np
 
 from ._version import __version__
 from .errors import SRKitError, first_line
@@ -129,6 +131,24 @@ def format_models(domains: Sequence[str]) -> str:
     )
 
 
+def json_text(value) -> str:
+    """``value`` as indented JSON for ``--json`` outputs: numpy scalars as Python numbers,
+    NaN and +-Inf as ``null``, anything else unknown as its ``str``."""
+
+    def clean(item):
+        if isinstance(item, np.generic):
+            item = item.item()
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {str(k): clean(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=2, default=str)
+
+
 def models_records(domains: Sequence[str]) -> list[dict]:
     """The shipped models of ``domains`` and the baselines as JSON-ready records: name,
     domain, scale, dims, channels, parameters, receptive field, metrics."""
@@ -172,7 +192,7 @@ def models_command(domains: Sequence[str]) -> click.Command:
     def models(as_json: bool) -> None:
         """List the shipped models and interpolation baselines."""
         if as_json:
-            click.echo(json.dumps(models_records(domains), indent=2, default=str))
+            click.echo(json_text(models_records(domains)))
         else:
             click.echo(format_models(domains))
 

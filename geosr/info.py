@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
+
+from common.cli import json_text
 
 from .enhance import EnhanceOptions, check_scale, default_output, plan_enhance
 from .errors import GeosrError
@@ -122,19 +123,7 @@ def raster_info(
 
 def info_json(info: dict) -> str:
     """``raster_info`` as indented JSON (NaN nodata as ``null``)."""
-
-    def clean(value):
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and not np.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps(clean(info), indent=2)
+    return json_text(info)
 
 
 def describe_raster(
