@@ -173,6 +173,22 @@ def test_overviews_follow_the_input_resampling_tag_and_none_without_overviews(ra
         assert dst.overviews(1) == [] and "SR_OVERVIEWS" not in dst.tags()
 
 
+def test_categorical_overviews_are_nearest(tmp_path):
+    classes = np.random.default_rng(5).integers(0, 4, (1, 32, 32), dtype=np.uint8) * 10
+    src = write(tmp_path / "classes.tif", classes)
+    with rasterio.open(src, "r+") as dst:
+        dst.write_colormap(1, {0: (0, 0, 0), 10: (255, 0, 0), 20: (0, 255, 0), 30: (0, 0, 255)})
+        dst.build_overviews([2], Resampling.average)
+    out = tmp_path / "out.tif"
+    result = invoke("enhance", src, "-o", out, "--categorical", "--no-progress")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        assert dst.overviews(1) == [2, 4] and dst.tags()["SR_OVERVIEWS"] == "2,4 nearest"
+        level = dst.read(1, out_shape=(16, 16))  # factor 4: classes only, never an average
+        assert set(np.unique(level)) <= {0, 10, 20, 30}
+        np.testing.assert_array_equal(level, classes[0, ::2, ::2])
+
+
 # ----------------------------------------------------------------------------- AREA_OR_POINT
 
 
