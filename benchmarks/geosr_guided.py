@@ -220,7 +220,7 @@ def run_speed() -> dict:
         with rasterio.open(folder / "l8_B8.tif") as src, rasterio.open(folder / "l8_B4.tif") as ms:
             profile = src.profile
             profile.update(
-                transform=ms.transform * rasterio.Affine.scale(0.5),
+                transform=ms.transform @ rasterio.Affine.scale(0.5),
                 width=ms.width * 2,
                 height=ms.height * 2,
             )

@@ -7,11 +7,14 @@ exception is a bug: its traceback and exit code 1.
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
 
 import click
+import numpy as np
 
 from ._version import __version__
 from .errors import SRKitError, first_line
@@ -129,24 +132,46 @@ def format_models(domains: Sequence[str]) -> str:
 
 
 def format_models_json(domains: Sequence[str], methods: Mapping[str, str] | None = None) -> str:
-    """The cards of the shipped models of ``domains`` and of the interpolation baselines,
-    as JSON: ``{"models": [card, ...], "baselines": [card, ...], "methods": {name: text}}``."""
-    import json
-
+    """``models --json`` of every command: the cards of the shipped models of ``domains``
+    and of the interpolation baselines, ``{"models": [card, ...], "baselines": [card,
+    ...], "methods": {name: text}}`` (``methods``: a front end's own weightless methods)."""
     record = {
         "models": [card.to_dict() for card in list_models() if card.domain in domains],
         "baselines": [make_baseline(kind).card.to_dict() for kind in BASELINES],
         "methods": dict(methods or {}),
     }
-    return json.dumps(record, indent=2)
+    return json_text(record)
+
+
+def json_text(value) -> str:
+    """``value`` as indented JSON for ``--json`` outputs: numpy scalars as Python numbers,
+    NaN and +-Inf as ``null``, anything else unknown as its ``str``."""
+
+    def clean(item):
+        if isinstance(item, np.generic):
+            item = item.item()
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {str(k): clean(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=2, default=str)
 
 
 def models_command(domains: Sequence[str]) -> click.Command:
-    """``models``: list shipped models of the front end's domains and the baselines."""
+    """``models [--json]``: list shipped models of the front end's domains and the
+    baselines."""
 
     @click.command("models")
-    def models() -> None:
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def models(as_json: bool) -> None:
         """List the shipped models and interpolation baselines."""
-        click.echo(format_models(domains))
+        if as_json:
+            click.echo(format_models_json(domains))
+        else:
+            click.echo(format_models(domains))
 
     return models

@@ -10,6 +10,7 @@ current without touching it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,8 @@ from .plan import EnhanceOptions
 
 BATCH_TAG = "SR_BATCH"
 # EnhanceOptions fields that are not plain settings of the result
-_NOT_OPTIONS = ("log", "progress", "overwrite")
+# (``command`` travels with the task instead: a rerun typed differently is still current)
+_NOT_OPTIONS = ("log", "progress", "overwrite", "command")
 
 
 def plain_options(options: EnhanceOptions) -> dict[str, Any]:
@@ -49,15 +51,18 @@ class EnhanceTask:
 
     resumable = True
 
-    def __init__(self, log: Callable[[str], None] | None = None):
+    def __init__(self, log: Callable[[str], None] | None = None, command: str | None = None):
         self.log = log
+        self.command = command  # the SR_COMMAND tag
 
     def run(self, job: Job, overwrite: bool, record: Mapping[str, Any]) -> None:
         from . import models
         from .enhance import enhance_raster
 
         use_model_cache(models)  # one load per worker process
-        options = dataclasses.replace(options_from(job.options, overwrite), log=self.log)
+        options = dataclasses.replace(
+            options_from(job.options, overwrite), log=self.log, command=self.command
+        )
         tags = {BATCH_TAG: json.dumps(dict(record), sort_keys=True)}
         enhance_raster(job.input, job.output, options, extra_tags=tags)
 
@@ -92,7 +97,8 @@ def enhance_batch(
     """
     plain = plain_options(options)
     jobs = [Job(Path(f), Path(t), plain) for f, t in zip(files, targets, strict=True)]
-    return _run_jobs(EnhanceTask, jobs, folder, options, workers, scheduler, report_csv, on_result)
+    task_type = functools.partial(EnhanceTask, command=options.command)
+    return _run_jobs(task_type, jobs, folder, options, workers, scheduler, report_csv, on_result)
 
 
 def _run_jobs(

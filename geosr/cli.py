@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 
 from common.batch import cluster_options
 from common.cli import EXIT_USAGE, make_group, models_command
+from common.clipping import ClipRule
 from common.export import export_command
 from common.inference.backends import backend_option
 from common.training.cli import make_train_command
@@ -19,7 +21,7 @@ from common.training.cli import make_train_command
 from .errors import GeosrError
 
 main = make_group("geosr", "Super-resolution of GeoTIFF rasters with georeferencing kept.")
-main.add_command(models_command(("rs", "natural")))
+main.add_command(models_command(("rs", "natural")))  # with --json
 
 
 def _readers():
@@ -45,9 +47,18 @@ def _warnings_to_stderr():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
+            # libraries' deprecation notices (affine's "Use `@` matmul" from rasterio's
+            # warp and windows code) are for developers, not users: Python's own default
+            for category in (DeprecationWarning, PendingDeprecationWarning):
+                warnings.simplefilter("ignore", category)
             yield
     finally:
         warnings.showwarning = previous
+
+
+def command_line() -> str:
+    """This process's command line, shell-quoted (the ``SR_COMMAND`` tag)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
@@ -88,9 +99,22 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
 @click.option("--bands", default=None, help="Bands to keep, e.g. 1,2,3 (default all).")
 @click.option(
     "--dtype",
-    type=click.Choice(["float32"]),
-    default=None,
-    help="Output dtype (default: the input's, rounded and clipped).",
+    type=click.Choice(["float32", "keep"]),
+    default="keep",
+    show_default=True,
+    help="Output dtype: the input's (rounded and clipped to it), or float32.",
+)
+@click.option(
+    "--clip",
+    default="auto",
+    show_default=True,
+    help="Output range per band, physical units: auto (the valid input range widened by "
+    "5 %% of its span), none, or LO,HI.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run a model whose card domain is not rs or natural (e.g. an MRI model) anyway.",
 )
 @click.option(
     "--normalize",
@@ -142,7 +166,9 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
     "(default $SRKIT_MAX_OUTPUT_PIXELS, else 4e9).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @cluster_options
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 def enhance(
@@ -154,6 +180,8 @@ def enhance(
     dst_crs,
     bands,
     dtype,
+    clip,
+    force,
     normalize,
     cog,
     tile,
@@ -164,7 +192,7 @@ def enhance(
     categorical,
     max_output_pixels,
     overwrite,
-    no_progress,
+    progress,
     backend,
     workers,
     scheduler,
@@ -184,12 +212,13 @@ def enhance(
         raise click.ClickException("--keep-crs and --dst-crs contradict each other; pass one")
     factor = check_scale(scale)
     check_device(device)
+    ClipRule.parse(clip)
     files, batch = _expand_inputs(inputs)
     options = EnhanceOptions(
         scale=factor,
         model=model,
         bands=bands,
-        dtype=dtype,
+        dtype=None if dtype == "keep" else dtype,
         normalize=normalize,
         cog=cog,
         dst_crs=dst_crs,
@@ -201,8 +230,11 @@ def enhance(
         categorical=categorical,
         max_output_pixels=max_output_pixels,
         overwrite=overwrite,
-        progress=not no_progress,
+        progress=progress is not False,
         log=lambda text: click.echo(text, err=True),
+        clip=clip,
+        force=force,
+        command=command_line(),
     )
     from common.inference.backends import using_backend
 
@@ -262,12 +294,18 @@ main.add_command(export_command())
 @click.option("--model", default=None, help="Model of the enhance plan shown.")
 @click.option("--bands", default=None, help="Bands of the enhance plan, e.g. 1,2,3.")
 @click.option("--normalize", type=click.Choice(["auto", "dtype", "stats", "none"]), default="auto")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
-def info(path, scale, model, bands, normalize, verbose):
+def info(path, scale, model, bands, normalize, as_json, verbose):
     """Show CRS, resolution, size, bands, nodata, blocks and what enhance would do."""
-    from .info import describe_raster
+    from .info import describe_raster, info_json, raster_info
 
-    click.echo(describe_raster(path, scale, model, bands, normalize))
+    with _warnings_to_stderr():
+        if as_json:
+            text = info_json(raster_info(path, scale, model, bands, normalize))
+        else:
+            text = describe_raster(path, scale, model, bands, normalize)
+    click.echo(text)
 
 
 @main.command("simulate")
@@ -350,12 +388,14 @@ def evaluate(pred, ref, lr, data_range, scale, as_json, as_csv, verbose):
 )
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (never an input).")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @cluster_options
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 def sharpen_command(
     coarse, guides, output, method, model, include_guide, mtf, window, device,
-    self_supervised, budget, cog, overwrite, no_progress, workers, scheduler, report_csv,
+    self_supervised, budget, cog, overwrite, progress, workers, scheduler, report_csv,
     verbose,
 ):  # fmt: skip
     """Sharpen COARSE bands onto the grid of finer --guide bands of the same scene.
@@ -370,7 +410,7 @@ def sharpen_command(
     options = SharpenOptions(
         method=method, model=model, include_guide=include_guide, mtf=mtf, window=window,
         device=device, self_supervised=self_supervised, budget=budget, cog=cog,
-        overwrite=overwrite, progress=not no_progress,
+        overwrite=overwrite, progress=progress is not False,
         log=lambda line: click.echo(line, err=True),
     )  # fmt: skip
     paths = [Path(c) for c in coarse]

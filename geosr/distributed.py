@@ -67,11 +67,14 @@ class BandTask:
         use_model_cache(models)
         plain = dict(job.options)
         rows = tuple(plain.pop("rows"))
-        options = options_from(plain, overwrite=True)
+        # the parent's --clip bounds: no band re-measures the whole input's range
+        bounds = [None if b is None else tuple(b) for b in plain.pop("clip_bounds")]
+        options = options_from({**plain, "clip": "none"}, overwrite=True)
         name = job.input.name
         with rasterio.Env(**GDAL_ENV), open_raster(job.input) as src:
             georef = check_georeference(src, name, allow_no_crs=options.allow_no_crs)
             plan, _ = plan_enhance(src, name, options, [], select_bands(src, name, options))
+            plan.clip_bounds = bounds
             block = block_size(plan.scale, options.block)
             profile = band_profile(output_profile(src, plan, georef, block), rows)
             with (
@@ -115,7 +118,11 @@ class DaskWriter:
             dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
         ) as work:
             jobs = [
-                Job(Path(src.name), Path(work) / f"rows{k:06d}.tif", {**plain, "rows": list(b)})
+                Job(
+                    Path(src.name),
+                    Path(work) / f"rows{k:06d}.tif",
+                    {**plain, "rows": list(b), "clip_bounds": plan.clip_bounds},
+                )
                 for k, b in enumerate(bands)
             ]
             results = run_batch(
@@ -131,7 +138,7 @@ class DaskWriter:
             if failed:
                 raise GeosrError(f"{name}: {len(failed)} row band(s) failed: {failed[0].error}")
             with rasterio.open(path, "w", **profile) as dst:
-                copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice))
+                copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice, options))
                 assemble(dst, [(job.output, b) for job, b in zip(jobs, bands)], plan)
         counts = [r.value for r in results]
         return len(reads), sum(c[1] for c in counts), sum(c[2] for c in counts)

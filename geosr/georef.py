@@ -1,9 +1,10 @@
 """The georeferencing contract of ``geosr``: where the output pixels lie on the map.
 
 An upscaled raster covers exactly the same footprint as its input, with ``s`` times more
-pixels per axis. Its affine transform is ``src.transform * Affine.scale(1 / s)`` (``@`` in affine >= 3): the
-scale is applied in *pixel* space, before the source transform, so rotated and sheared
-grids keep their origin and their far corner. (``Affine.scale(1 / s) * src.transform``
+pixels per axis. Its affine transform is ``src.transform @ Affine.scale(1 / s)`` (affine >= 3
+spells composition ``@``; ``*`` is deprecated there): the scale is applied in *pixel*
+space, before the source transform, so rotated and sheared grids keep their origin and
+their far corner. (``Affine.scale(1 / s) @ src.transform``
 would scale the map coordinates and move the origin; ``Affine(a / s, b, c, d, e / s, f)``
 leaves the rotation terms unscaled and puts a rotated grid's far corner kilometres off.)
 
@@ -33,7 +34,7 @@ class GeoreferenceError(GeosrError):
 def output_transform(transform: Affine, scale: int | float) -> Affine:
     """The transform of a raster upscaled ``scale`` times (downscaled for ``scale < 1``).
 
-    ``transform * Affine.scale(1 / scale)``: exact for rotated and sheared grids; the
+    ``transform @ Affine.scale(1 / scale)``: exact for rotated and sheared grids; the
     origin (upper-left corner of pixel (0, 0)) is unchanged.
     """
     if not scale > 0:

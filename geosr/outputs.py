@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import rasterio
 
+from common import __version__
 from common.errors import OutputError
 from common.io import check_not_input, check_targets
 
 from .georef import Georeference, output_shape, output_transform
-from .models import ModelChoice
+from .models import ModelChoice, weights_sha256
 from .plan import EnhanceOptions, EnhancePlan
 from .raster import block_size, copy_metadata, creation_options, provenance_tags
 from .stream import stream_windows
@@ -86,18 +88,46 @@ def output_profile(src, plan: EnhancePlan, georef: Georeference, block: int) -> 
     return profile
 
 
-def output_tags(src, plan: EnhancePlan, choice: ModelChoice) -> dict[str, str]:
-    """The ``SR_*`` provenance tags: model, scale, reason, input name, normalization."""
+def library_versions() -> str:
+    """``srkit X; torch Y; monai Z; rasterio W; gdal V`` (the ``SR_VERSIONS`` tag)."""
+    import monai
+    import torch
+
+    return (
+        f"srkit {__version__}; torch {torch.__version__}; monai {monai.__version__}; "
+        f"rasterio {rasterio.__version__}; gdal {rasterio.__gdal_version__}"
+    )
+
+
+def output_tags(
+    src, plan: EnhancePlan, choice: ModelChoice, options: EnhanceOptions | None = None
+) -> dict[str, str]:
+    """The ``SR_*`` provenance tags: model, scale, reason, normalization, clip, and the
+    run's provenance: command line, UTC time, absolute input path, library versions,
+    device and the weights' SHA-256."""
     normalization = "; ".join(
         f"b{plan.bands[i]}: {sc.source}" for i, sc in zip(plan.data_index, plan.scalings)
     )
+    command = options.command if options is not None else None
     return provenance_tags(
         choice.spec,
         plan.scale,
         choice.reason,
-        input=Path(src.name).name,
+        input=input_location(src.name),
         normalization=normalization,
+        clip=plan.clip_text,
+        command=command or "python API (geosr.enhance_raster / enhance_dataset)",
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        versions=library_versions(),
+        device=str(plan.device),
+        weights_sha256=weights_sha256(choice.spec),
     )
+
+
+def input_location(name: str) -> str:
+    """The absolute path of a dataset's file; a ``/vsimem/`` or other GDAL name as is."""
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else str(name)
 
 
 def write_sr(
@@ -113,5 +143,5 @@ def write_sr(
     block = block_size(plan.scale, options.block)
     profile = output_profile(src, plan, georef, block)
     with rasterio.open(path, "w", **profile) as dst:
-        copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice))
+        copy_metadata(src, dst, plan.bands, output_tags(src, plan, choice, options))
         return stream_windows(src, name, plan, dst, block, options)

@@ -12,16 +12,19 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rasterio.enums import ColorInterp
 
+from common.clipping import ClipRule
+from common.resources import check_memory
+
 from .errors import GeosrError
 from .models import ModelChoice, default_model, prepare_model
 from .normalize import BandScaling, band_scaling, range_warnings
-from .raster import BandLayout, band_layout, estimate_ranges, parse_bands
+from .raster import BandLayout, band_layout, estimate_ranges, parse_bands, valid_ranges
 
 DEFAULT_WINDOW = 1024  # output pixels per window side (rounded to whole blocks)
 # 4e9 output values (width * height * bands): 4 GB of uint8, 16 GB of float32
@@ -43,7 +46,8 @@ class EnhanceOptions:
         scale: integer factor >= 2 (1 copies the grid).
         model: model spec (``load_model``); ``None`` picks ``default_model``.
         bands: ``"1,2,3"`` or indices; ``None`` keeps all bands.
-        dtype: ``None`` keeps the input dtype (rounded and clipped); or ``"float32"``.
+        dtype: ``None`` or ``"keep"`` keeps the input dtype (rounded and clipped); or
+            ``"float32"``.
         normalize: ``auto``, ``dtype``, ``stats`` or ``none`` (see ``normalize``).
         cog: write a Cloud Optimized GeoTIFF with overviews.
         dst_crs: reproject the result to this CRS (e.g. ``"EPSG:4326"``); ``None`` keeps it.
@@ -65,6 +69,13 @@ class EnhanceOptions:
         overwrite: replace an existing output file (never the input); off, an existing
             output is refused before any work.
         log: called with one line (model and scale) once the output is written.
+        clip: ``auto`` (default: each band's valid input range widened by 5 % of its
+            span), ``none`` or ``"LO,HI"`` in the band's physical units (GDAL
+            scale/offset applied); see ``common.clipping``.
+        force: run a trained model whose card domain is not ``rs`` or ``natural``
+            (a warning instead of a refusal).
+        command: the command line recorded in the ``SR_COMMAND`` tag (``None``: the
+            Python API call).
     """
 
     scale: int = 2
@@ -85,6 +96,9 @@ class EnhanceOptions:
     progress: bool = False
     overwrite: bool = False
     log: Callable[[str], None] | None = None
+    clip: str = "auto"
+    force: bool = False
+    command: str | None = None
 
 
 @dataclass
@@ -105,6 +119,8 @@ class EnhancePlan:
     raw_ranges: list[tuple[float, float]]
     categorical: bool = False
     device: object = None  # the torch.device the model's parameters are on
+    clip_bounds: list[tuple[float, float] | None] = field(default_factory=list)  # raw units
+    clip_text: str = "none"  # per band, physical units (the SR_CLIP tag)
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,7 @@ def select_bands(src, name: str, options: EnhanceOptions) -> BandSelection:
             bands; class/index bands without ``categorical``.
     """
     scale = check_scale(options.scale)
+    ClipRule.parse(options.clip)  # a bad --clip is refused before any pixel is read
     bands = parse_bands(options.bands, src.count)
     in_dtypes = {src.dtypes[b - 1] for b in bands}
     if any("complex" in dtype for dtype in in_dtypes):
@@ -200,8 +217,8 @@ def select_bands(src, name: str, options: EnhanceOptions) -> BandSelection:
     if len(in_dtypes) != 1:
         raise GeosrError(f"{name}: selected bands mix dtypes {sorted(in_dtypes)}")
     in_dtype = in_dtypes.pop()
-    if options.dtype not in (None, "same", in_dtype, "float32"):
-        raise GeosrError(f"--dtype {options.dtype!r}: use float32 (or omit it to keep {in_dtype})")
+    if options.dtype not in (None, "keep", "same", in_dtype, "float32"):
+        raise GeosrError(f"--dtype {options.dtype!r}: use float32 or keep ({in_dtype})")
     out_dtype = "float32" if options.dtype == "float32" else in_dtype
     if not options.categorical:
         tables = _attribute_table_bands(src)
@@ -245,7 +262,7 @@ def check_output_size(
     name: str,
     shape: tuple[int, int, int],
     dtype: str,
-    output: Path,
+    output: Path | None,
     limit: int,
     copies: int = 1,
 ) -> None:
@@ -253,7 +270,8 @@ def check_output_size(
 
     Args:
         shape: output ``(width, height, bands)``.
-        output: the output file (its folder also holds the temporaries).
+        output: the output file (its folder also holds the temporaries); ``None``: an
+            in-memory result (``enhance_dataset``), whose memory is checked instead.
         limit: most output values (width * height * bands).
         copies: files of this size that exist at once (1, plus one per post-processing
             step: the COG copy, the reprojected copy).
@@ -273,6 +291,10 @@ def check_output_size(
             f" uncompressed), over the limit of {limit} pixels; raise the limit with "
             f"--max-output-pixels or {MAX_PIXELS_ENV}"
         )
+    if output is None:  # the array, plus the in-memory GeoTIFF it is read back from
+        check_memory(name, (count, height, width), "the enhanced array",
+                     itemsize=np.dtype(dtype).itemsize, copies=2)  # fmt: skip
+        return
     needed = raw_bytes * copies / COMPRESSION_ESTIMATE
     free = shutil.disk_usage(output.parent).free
     if needed > free:
@@ -310,7 +332,10 @@ def plan_enhance(
     else:
         choice = default_model(scale, len(layout.data_bands))
     target = check_device(options.device)
-    model = prepare_model(choice.spec, scale, len(layout.data_bands)).to(target)
+    model = prepare_model(
+        choice.spec, scale, len(layout.data_bands), name=name, force=options.force,
+        messages=messages,
+    ).to(target)  # fmt: skip
     parameter = next(iter(model.parameters()), None)
     device = parameter.device if parameter is not None else target  # cuda -> cuda:0
     radius = int(max(model.receptive_radius))
@@ -337,6 +362,7 @@ def plan_enhance(
     names = [f"{name} band {b}" for b, (lo, _) in zip(layout.data_bands, stats) if np.isfinite(lo)]
     if not model.flexible_scale:  # interpolation is linear: any range works
         messages += range_warnings(names, normalized_ranges, input_range, choice.spec)
+    bounds, clip_text = clip_plan(src, name, layout, options.clip, selection.categorical)
     plan = EnhancePlan(
         scale=scale,
         bands=bands,
@@ -352,5 +378,41 @@ def plan_enhance(
         raw_ranges=stats,
         categorical=selection.categorical,
         device=device,
+        clip_bounds=bounds,
+        clip_text=clip_text,
     )
     return plan, choice
+
+
+def clip_plan(
+    src, name: str, layout: BandLayout, clip: str | ClipRule | None, categorical: bool
+) -> tuple[list[tuple[float, float] | None], str]:
+    """Per data band, the ``--clip`` bounds in raw (stored) units, and their text in
+    physical units (GDAL scale/offset applied) for the ``SR_CLIP`` tag.
+
+    ``auto`` measures each band's exact valid range (nodata, masks and NaN excluded) in
+    one windowed pass over the input; ``categorical`` runs (nearest neighbour cannot
+    overshoot) are not clipped.
+    """
+    rule = ClipRule.parse(clip)
+    bands = layout.data_bands
+    if categorical or rule.mode == "none":
+        text = "none (categorical, nearest neighbour)" if categorical else "none"
+        return [None] * len(bands), text
+    ranges = valid_ranges(src, bands, layout, name) if rule.mode == "auto" else None
+    bounds, texts = [], []
+    for k, b in enumerate(bands):
+        gain = src.scales[b - 1] or 1.0
+        shift = src.offsets[b - 1] or 0.0
+        if ranges is None:
+            physical = rule.bounds(float("nan"), float("nan"))
+        else:
+            low, high = sorted((ranges[k][0] * gain + shift, ranges[k][1] * gain + shift))
+            physical = rule.bounds(low, high)
+        texts.append(f"b{b}: {rule.describe(physical)}")
+        if physical is None:
+            bounds.append(None)
+            continue
+        raw = sorted(((physical[0] - shift) / gain, (physical[1] - shift) / gain))
+        bounds.append((float(raw[0]), float(raw[1])))
+    return bounds, "; ".join(texts)

@@ -98,3 +98,42 @@ def to_cog(path: Path, out_path: Path, dtype: str) -> None:
         BIGTIFF="IF_SAFER",
         OVERVIEW_RESAMPLING="AVERAGE",
     )
+
+
+def overview_plan(src, scale: int, categorical: bool) -> tuple[list[int], str] | None:
+    """The overviews to build on the output of an input with internal overviews.
+
+    Factors: the input's, extended (doubling, or the input's own ratio) until the
+    coarsest output level is no larger than the input's coarsest (the output has
+    ``scale`` times more pixels per axis). Resampling: ``nearest`` for categorical runs,
+    else the input's ``OVR_RESAMPLING_ALG`` / ``OVR_RESAMPLING`` tag, else ``average``.
+    ``None`` when the input has no overviews.
+    """
+    from rasterio.enums import Resampling
+
+    factors = list(src.overviews(1))
+    if not factors:
+        return None
+    ratio = 2
+    if len(factors) > 1 and factors[-1] % factors[-2] == 0:
+        ratio = max(2, factors[-1] // factors[-2])
+    coarsest = factors[-1] * scale
+    while factors[-1] < coarsest:
+        factors.append(factors[-1] * ratio)
+    tags = src.tags()
+    method = (tags.get("OVR_RESAMPLING_ALG") or tags.get("OVR_RESAMPLING") or "").lower()
+    if categorical:
+        method = "nearest"
+    elif method not in Resampling.__members__:
+        method = "average"
+    return factors, method
+
+
+def build_overviews(path: Path, factors: list[int], method: str) -> None:
+    """Builds internal overviews with ``method`` (a ``Resampling`` name) in ``path``
+    (before its rename into place) and records them in the ``SR_OVERVIEWS`` tag."""
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews(factors, Resampling[method])
+        dst.update_tags(SR_OVERVIEWS=f"{','.join(map(str, factors))} {method}")

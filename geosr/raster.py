@@ -108,7 +108,16 @@ def band_layout(src, bands: Sequence[int]) -> BandLayout:
     """Classifies the selected ``bands`` of an open dataset (see ``BandLayout``)."""
     interp = src.colorinterp
     # GDAL: a nodata value shadows an alpha band, which is then ordinary data (e.g. the NIR
-    # band of some 4-band RGBN files is labelled alpha)
+    # band of some 4-band RGBN files is labelled alpha); said once here, in our words,
+    # instead of rasterio's NodataShadowWarning on every masked read
+    shadowed = [b for b in bands if interp[b - 1] == ColorInterp.alpha and src.nodata is not None]
+    if shadowed:
+        warnings.warn(
+            f"{Path(str(src.name)).name}: band(s) {shadowed} are labelled alpha, but the "
+            f"nodata value {src.nodata:g} decides validity (GDAL's rule); they are enhanced "
+            "as data",
+            stacklevel=2,
+        )
     alpha = tuple(b for b in bands if interp[b - 1] == ColorInterp.alpha and src.nodata is None)
     data = tuple(b for b in bands if b not in alpha)
     flags = src.mask_flag_enums[bands[0] - 1]
@@ -146,6 +155,34 @@ def _quiet_read_masks(src, bands, window):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NodataShadowWarning)
         return src.read_masks(list(bands), window=window)
+
+
+def valid_ranges(
+    src, bands: Sequence[int], layout: BandLayout, name: str, chunk: int = 2**22
+) -> list[tuple[float, float]]:
+    """Exact per-band ``(min, max)`` of the valid raw values (``read_valid``), from one
+    pass over row strips of about ``chunk`` pixels; ``(nan, nan)`` for a band without a
+    valid value. Memory: one strip."""
+    from rasterio.windows import Window
+
+    from common.clipping import valid_range
+
+    rows = max(1, chunk // max(1, src.width))
+    low = np.full(len(bands), np.inf)
+    high = np.full(len(bands), -np.inf)
+    for top in range(0, src.height, rows):
+        window = Window(0, top, src.width, min(rows, src.height - top))
+        with read_errors(name):
+            data = src.read(list(bands), window=window)
+            valid = read_valid(src, bands, window, layout, data)
+        for k in range(len(bands)):
+            lo, hi = valid_range(data[k], valid[k])
+            if np.isfinite(lo):
+                low[k], high[k] = min(low[k], lo), max(high[k], hi)
+    return [
+        (float(lo), float(hi)) if np.isfinite(lo) else (float("nan"), float("nan"))
+        for lo, hi in zip(low, high)
+    ]
 
 
 def block_size(scale: int, preferred: int = 512) -> int:
@@ -219,7 +256,8 @@ def estimate_ranges(
     factor = max(1, int(np.ceil(max(src.height, src.width) / max_side)))
     shape = (len(bands), max(1, src.height // factor), max(1, src.width // factor))
     name = name or Path(src.name).name
-    with read_errors(name):
+    with read_errors(name), warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NodataShadowWarning)  # see band_layout
         data = src.read(list(bands), out_shape=shape, masked=True).astype(np.float64)
     return [percentile_range(band.compressed()) for band in data]
 

@@ -2,7 +2,7 @@
 
 The high-resolution raster is cropped (from the right and bottom) to a multiple of the
 factor, degraded per band in normalized units (MATLAB-compatible antialiased bicubic, or
-a Gaussian MTF), and written with transform ``hr.transform * Affine.scale(factor)``: the
+a Gaussian MTF), and written with transform ``hr.transform @ Affine.scale(factor)``: the
 inverse of the enhance contract, so ``simulate`` then ``enhance`` lands exactly on the
 original grid. A low-resolution pixel is invalid when any high-resolution pixel it covers
 is invalid. The raster is read whole: meant for chips and scenes that fit in memory.

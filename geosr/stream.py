@@ -18,6 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from common import upscale
+from common.clipping import clip_in_place
 from common.errors import SRKitError, first_line
 from common.inference import Planewise
 from common.inference.windows import WindowError, plan_windows
@@ -158,9 +159,10 @@ def process_batch(
             :, read.rows.start * s : read.rows.stop * s, read.cols.start * s : read.cols.stop * s
         ]
         for k, (i, sc) in enumerate(zip(plan.data_index, plan.scalings)):
-            values = to_output_dtype(
-                sc.inverse(sr[k]), plan.out_dtype, result.valid[k], plan.nodata
-            )
+            raw = np.asarray(sc.inverse(sr[k]), dtype=np.float64)  # raw units, a new array
+            if plan.clip_bounds:  # --clip, before the cast to the output dtype
+                clip_in_place(raw, plan.clip_bounds[k])
+            values = to_output_dtype(raw, plan.out_dtype, result.valid[k], plan.nodata)
             values[~result.valid[k]] = fill
             result.data[i] = values
     for result in results:

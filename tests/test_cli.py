@@ -55,7 +55,7 @@ def test_train_bad_config_is_one_line_error(name, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {bad}: train.lerning_rate: unknown key " + (
         "(valid keys: epochs, iters_per_epoch, batch_size, lr, lr_min, weight_decay, loss, ema_decay, amp, "
-        "grad_clip, seed, init_weights)"
+        "grad_clip, seed, init_weights, tensorboard)"
     )
     assert "Traceback" not in result.output + result.stderr
     missing = CliRunner().invoke(CLIS[name], ["train", str(tmp_path / "nope.yaml")])

@@ -101,7 +101,7 @@ def test_no_crs_refused_then_allowed(rasters, tmp_path):
     assert result.exit_code == 0
     assert "warning:" in result.stderr and "no CRS" in result.stderr
     with rasterio.open(rasters["no_crs"]) as src, rasterio.open(out) as dst:
-        assert dst.crs is None and dst.transform == src.transform * src.transform.scale(0.5)
+        assert dst.crs is None and dst.transform == src.transform @ src.transform.scale(0.5)
 
 
 def test_gcps_refused(rasters, tmp_path):
@@ -181,7 +181,7 @@ def test_simulate_then_enhance_lands_on_the_original_grid(rasters, tmp_path):
             rasterio.open(lr) as low,
             rasterio.open(tmp_path / "sr.tif") as sr,
         ):
-            assert low.transform == h.transform * h.transform.scale(2)
+            assert low.transform == h.transform @ h.transform.scale(2)
             assert (low.width, low.height) == (35, 25) and low.nodata == 0
             assert sr.transform == h.transform and sr.bounds == h.bounds and sr.shape == h.shape
             assert sr.crs == h.crs
@@ -222,7 +222,7 @@ def test_evaluate_refuses_lr_off_the_reference_grid(rasters, tmp_path):
     assert invoke("simulate", hr, "-o", lr).exit_code == 0
     with rasterio.open(lr) as src:
         profile = src.profile
-        profile["transform"] = src.transform * src.transform.translation(1, 0)
+        profile["transform"] = src.transform @ src.transform.translation(1, 0)
         with rasterio.open(shifted, "w", **profile) as dst:
             dst.write(src.read())
     assert_one_line_error(invoke("evaluate", hr, hr, "--lr", shifted), "does not land on")

@@ -50,7 +50,9 @@ def assert_same_raster(got_path, reference_path) -> None:
     with rasterio.open(got_path) as got, rasterio.open(reference_path) as ref:
         assert got.profile == ref.profile  # size, dtype, CRS, transform, nodata, blocks
         assert got.transform == ref.transform and got.crs == ref.crs
-        assert got.tags() == ref.tags()
+        got_tags, ref_tags = got.tags(), ref.tags()
+        assert got_tags.pop("SR_TIMESTAMP") and ref_tags.pop("SR_TIMESTAMP")  # when each ran
+        assert got_tags == ref_tags
         assert [got.tags(i) for i in got.indexes] == [ref.tags(i) for i in ref.indexes]
         assert got.descriptions == ref.descriptions and got.colorinterp == ref.colorinterp
         np.testing.assert_array_equal(got.dataset_mask(), ref.dataset_mask())
@@ -73,6 +75,27 @@ def test_one_raster_in_row_bands_equals_the_single_machine_output(
     assert split.windows == single.windows and split.skipped_windows == single.skipped_windows
     assert_same_raster(split.output, single.output)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["single.tif", "split.tif"]  # no tiles
+
+
+def test_row_bands_clip_to_the_whole_raster_range(scheduler, tmp_path):
+    """Row bands get the parent's --clip auto bounds (measured once, on the whole input)
+    and clip exactly as the single-machine run: the top rows only hold 0.2..0.6, yet are
+    clipped to the whole range's [0.16, 1.04]."""
+    from tests.geosr.test_ecosystem import write
+
+    data = np.full((1, 64, 32), 0.2, dtype=np.float32)
+    data[:, :, 16:] = 0.6
+    data[:, 48:, 16:] = 1.0
+    src = write(tmp_path / "step.tif", data)
+    options = EnhanceOptions(model="bicubic", window=32, block=16)
+    single = enhance_raster(src, tmp_path / "single.tif", options)
+    split = enhance_raster_distributed(src, tmp_path / "split.tif", options, scheduler=scheduler)
+    assert_same_raster(split.output, single.output)
+    with rasterio.open(split.output) as out:
+        top = out.read(1)[:32]
+        assert top.min() < 0.2 - 0.02 and top.max() > 0.6 + 0.02  # rings kept in the top rows
+        assert out.read(1).min() == pytest.approx(0.16)  # the whole range's 5 %: 0.2 - 0.04
+        assert out.tags()["SR_CLIP"] == "b1: auto [0.16, 1.04]"
 
 
 def test_cli_sends_one_raster_to_the_scheduler(rasters, scheduler, tmp_path):

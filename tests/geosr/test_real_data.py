@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
 from geosr.enhance import EnhanceOptions, enhance_raster
 from geosr.evaluate import evaluate_rasters
@@ -151,3 +152,30 @@ def test_shipped_rs_model_beats_bicubic_on_held_out_rows(tmp_path, raster, kerne
     assert report["gain_db"] >= min_gain, report["gain_db"]
     assert report["model"]["ssim"] > report["baseline"]["ssim"]
     assert report["model"]["ergas"] < report["baseline"]["ergas"]
+
+
+def test_cog_mosaic_keeps_its_overviews_and_nearest_resampling(tmp_path):
+    """mosaic_cog1.tif: overviews 2, 4 and OVR_RESAMPLING_ALG=NEAREST in; x2 out."""
+    src = shared(REAL["uint16_cog"])
+    out = tmp_path / "sr.tif"
+    enhance_raster(src, out, EnhanceOptions(scale=2, model="bicubic"))
+    with rasterio.open(src) as s, rasterio.open(out) as o:
+        assert s.overviews(1) == [2, 4]
+        assert [o.overviews(b) for b in o.indexes] == [[2, 4, 8]] * 3
+        assert o.tags()["SR_OVERVIEWS"] == "2,4,8 nearest"
+        assert o.tags()["OVR_RESAMPLING_ALG"] == "NEAREST"
+
+
+def test_enhance_array_on_landsat7_equals_enhance_dataset(tmp_path):
+    """The api.md example: the array and the open dataset give one result and profile."""
+    import geosr
+
+    with rasterio.open(shared(REAL["landsat7_rgb_nodata"])) as src:
+        sr, profile = geosr.enhance_array(src.read(), src.profile, scale=2, model="bicubic")
+        same, same_profile = geosr.enhance_dataset(src, scale=2, model="bicubic")
+        np.testing.assert_array_equal(sr, same)
+        assert sr.shape == (3, 1436, 1582) and sr.dtype == np.uint8
+        assert (
+            profile["transform"] == same_profile["transform"] == src.transform @ Affine.scale(0.5)
+        )
+        np.testing.assert_array_equal(sr == 0, np.repeat(np.repeat(src.read() == 0, 2, 1), 2, 2))
