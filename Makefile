@@ -24,12 +24,12 @@ demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check common medsr geosr tests benchmarks examples
-	$(BIN)/ruff format --check common medsr geosr tests benchmarks examples
+	$(BIN)/ruff check srkit common medsr geosr tests benchmarks examples docs
+	$(BIN)/ruff format --check srkit common medsr geosr tests benchmarks examples docs
 
 format: $(STAMP)
-	$(BIN)/ruff format common medsr geosr tests benchmarks examples
-	$(BIN)/ruff check --fix common medsr geosr tests benchmarks examples
+	$(BIN)/ruff format srkit common medsr geosr tests benchmarks examples docs
+	$(BIN)/ruff check --fix srkit common medsr geosr tests benchmarks examples docs
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -ra

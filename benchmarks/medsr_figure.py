@@ -25,13 +25,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from srkit.medsr.enhance import enhance_volume, plan_enhance
+from srkit.medsr.evaluate import baseline_from_lr, evaluate_volumes
+from srkit.medsr.io import read_volume
+from srkit.medsr.simulate import simulate_volume
 
 from benchmarks.harness import REPO_ROOT
 from benchmarks.medsr_holdout import crop_to_factor
-from medsr.enhance import enhance_volume, plan_enhance
-from medsr.evaluate import baseline_from_lr, evaluate_volumes
-from medsr.io import read_volume
-from medsr.simulate import simulate_volume
 
 AXIS_NAMES = "xyz"
 

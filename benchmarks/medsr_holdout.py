@@ -31,6 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from srkit.common.degradation import mod_crop
+from srkit.common.training.data import region_slices
+from srkit.medsr.enhance import enhance_volume, plan_enhance
+from srkit.medsr.evaluate import evaluate_volumes
+from srkit.medsr.io import Volume, read_volume
+from srkit.medsr.simulate import simulate_volume
 
 from benchmarks.cards import write_holdout
 from benchmarks.harness import (
@@ -40,12 +46,6 @@ from benchmarks.harness import (
     median_time,
     require_shared,
 )
-from common.degradation import mod_crop
-from common.training.data import region_slices
-from medsr.enhance import enhance_volume, plan_enhance
-from medsr.evaluate import evaluate_volumes
-from medsr.io import Volume, read_volume
-from medsr.simulate import simulate_volume
 
 # name -> (path under the data root, kept fraction of the voxel z axis or None = whole)
 HELD_OUT = {

@@ -45,18 +45,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from srkit.common.io import atomic_output, atomic_write_text
+from srkit.medsr.enhance import enhance_volume
+from srkit.medsr.evaluate import evaluate_volumes
+from srkit.medsr.geometry import voxel_sizes
+from srkit.medsr.io import Volume, read_volume
+from srkit.medsr.plan import plan_enhance
+from srkit.medsr.self_supervised import adapt
+from srkit.medsr.simulate import simulate_volume
+from srkit.medsr.slice_profile import profile_matrix
 
 from benchmarks.harness import REPO_ROOT, SHARED_DATA, markdown_header, markdown_row, require_shared
 from benchmarks.medsr_holdout import crop_to_factor
-from common.io import atomic_output, atomic_write_text
-from medsr.enhance import enhance_volume
-from medsr.evaluate import evaluate_volumes
-from medsr.geometry import voxel_sizes
-from medsr.io import Volume, read_volume
-from medsr.plan import plan_enhance
-from medsr.self_supervised import adapt
-from medsr.simulate import simulate_volume
-from medsr.slice_profile import profile_matrix
 
 VOLUMES = {
     "chris_t1 (test)": ("mri_nifti/chris_t1.nii.gz", 2, False),

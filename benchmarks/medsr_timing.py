@@ -15,10 +15,10 @@ import argparse
 
 import numpy as np
 import torch
+from srkit.medsr.enhance import enhance_volume, plan_enhance
+from srkit.medsr.io import Volume
 
 from benchmarks.harness import markdown_header, markdown_row, median_time
-from medsr.enhance import enhance_volume, plan_enhance
-from medsr.io import Volume
 
 
 def synthetic_volume(shape=(256, 256, 180), spacing=(1.0, 1.0, 1.0), seed=0) -> Volume:
@@ -72,10 +72,10 @@ def clinical(args) -> None:
     import tempfile
     from pathlib import Path
 
-    from medsr.files import enhance_file
-    from medsr.intensity import detect_modality, normalization_for
-    from medsr.io import read_volume, write_nifti
-    from medsr.methods import default_model, super_resolve
+    from srkit.medsr.files import enhance_file
+    from srkit.medsr.intensity import detect_modality, normalization_for
+    from srkit.medsr.io import read_volume, write_nifti
+    from srkit.medsr.methods import default_model, super_resolve
 
     volume = synthetic_volume((256, 256, 45), spacing=(1.0, 1.0, 4.0))
     with tempfile.TemporaryDirectory() as tmp:

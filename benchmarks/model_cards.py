@@ -1,6 +1,6 @@
 """Prints the shipped models' cards as Markdown: what each is, what it expects, what it beat.
 
-Everything comes from ``common.list_models()`` (the JSON cards beside the weights), so the
+Everything comes from ``srkit.list_models()`` (the JSON cards beside the weights), so the
 table in docs/benchmarks.md cannot drift from what ``load_model`` returns::
 
     .venv/bin/python -m benchmarks.model_cards
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 
+from srkit.common import list_models
+from srkit.common.models.registry import SHIPPED, WEIGHTS_DIR
+
 from benchmarks.harness import REPO_ROOT, markdown_header, markdown_row
-from common import list_models
-from common.models.registry import SHIPPED, WEIGHTS_DIR
 
 
 def _recipes(name: str) -> str:

@@ -54,10 +54,9 @@ def _measure(
     import numpy as np
     import torch
     from scipy.ndimage import gaussian_filter
-
-    from common import load_model, upscale
-    from common.inference.backends import using_backend
-    from medsr.enhance import super_resolve
+    from srkit.common import load_model, upscale
+    from srkit.common.inference.backends import using_backend
+    from srkit.medsr.enhance import super_resolve
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -114,7 +113,7 @@ def _child(spec: str, kind: str, scale: list[int], args, backend: str = "torch")
 
 def cases() -> list[tuple[str, str, str, list[int]]]:
     """(model, baseline, kind, scale) for every shipped model."""
-    from common import list_models
+    from srkit.common import list_models
 
     rows = []
     for card in list_models():
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         spec, kind, scale = json.loads(args.child)
         _measure(spec, kind, scale, args.threads, args.device, args.repeats, args.backends[0])
         return
-    from common.inference.backends import installed_backends
+    from srkit.common.inference.backends import installed_backends
 
     chosen = args.backends or installed_backends()
     print(

@@ -23,12 +23,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from srkit.common import list_models, load_model, upscale
+from srkit.common.degradation import bicubic_downsample, mod_crop
+from srkit.common.metrics import psnr, rgb_to_y, shave
 
 from benchmarks.harness import REPO_ROOT
 from benchmarks.natural_sr import PUBLISHED
-from common import list_models, load_model, upscale
-from common.degradation import bicubic_downsample, mod_crop
-from common.metrics import psnr, rgb_to_y, shave
 
 # Parameter counts as published (Dong et al. 2016 for SRCNN and FSRCNN; Lim et al. 2017
 # for EDSR-baseline; Hui et al. 2019 for IMDN).

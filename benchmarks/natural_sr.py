@@ -17,6 +17,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from srkit.common import load_model, upscale
+from srkit.common.degradation import bicubic_downsample, mod_crop
+from srkit.common.metrics import psnr, shave, ssim
+from srkit.common.training.data import read_image
 
 from benchmarks.harness import (
     SHARED_DATA,
@@ -25,10 +29,6 @@ from benchmarks.harness import (
     median_time,
     require_shared,
 )
-from common import load_model, upscale
-from common.degradation import bicubic_downsample, mod_crop
-from common.metrics import psnr, shave, ssim
-from common.training.data import read_image
 
 DATASETS = {"Set5": "set5/HR", "Set14": "set14/HR", "B100": "bsd100/HR"}
 

@@ -30,7 +30,7 @@ PY = ".venv/bin/python"
 SECTIONS: dict[str, tuple[str, str, list[str]]] = {
     "models": (
         "Shipped models",
-        "Every shipped model's card as `common.list_models()` returns it: architecture, size, "
+        "Every shipped model's card as `srkit.list_models()` returns it: architecture, size, "
         "receptive field, expected input range, validation gain (model selection) and "
         "held-out gains against the interpolation baseline, and the recipe that trains it.",
         [f"{PY} -m benchmarks.model_cards"],

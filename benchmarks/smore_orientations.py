@@ -17,17 +17,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from srkit.common import load_model
+from srkit.medsr.enhance import enhance_volume
+from srkit.medsr.evaluate import evaluate_volumes
+from srkit.medsr.intensity import normalization_for
+from srkit.medsr.io import read_volume
+from srkit.medsr.methods import _upscale_planes, default_model
+from srkit.medsr.plan import plan_enhance
+from srkit.medsr.simulate import simulate_volume
 
 from benchmarks.harness import SHARED_DATA, markdown_header, markdown_row, require_shared
 from benchmarks.medsr_holdout import HELD_OUT, crop_to_factor
-from common import load_model
-from medsr.enhance import enhance_volume
-from medsr.evaluate import evaluate_volumes
-from medsr.intensity import normalization_for
-from medsr.io import read_volume
-from medsr.methods import _upscale_planes, default_model
-from medsr.plan import plan_enhance
-from medsr.simulate import simulate_volume
 
 AXIS = {"studyforrest DICOM T1 (test)": 0}  # its z axis has 64 slices only
 

@@ -20,10 +20,10 @@ import argparse
 
 import numpy as np
 import torch
+from srkit.common.inference import predict_whole, upscale
+from srkit.common.models import build_model
 
 from benchmarks.harness import markdown_header, markdown_row, median_time
-from common.inference import predict_whole, upscale
-from common.models import build_model
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Public API::
 
-    from common import list_models, load_model, upscale
+    from srkit.common import list_models, load_model, upscale
 """
 
 from __future__ import annotations

@@ -39,10 +39,9 @@ def natural_image_demo(out_dir: Path = OUT) -> dict[str, float]:
     """x3 SRCNN vs bicubic on scikit-image's astronaut; returns the Y-PSNRs in dB."""
     import imageio.v3 as iio
     from skimage import data
-
-    from common import list_models, load_model, upscale
-    from common.degradation import bicubic_downsample, mod_crop
-    from common.metrics import psnr, rgb_to_y, shave
+    from srkit.common import list_models, load_model, upscale
+    from srkit.common.degradation import bicubic_downsample, mod_crop
+    from srkit.common.metrics import psnr, rgb_to_y, shave
 
     scale = 3
     rgb = np.moveaxis(data.astronaut().astype(np.float32) / 255.0, -1, 0)

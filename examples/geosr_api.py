@@ -5,7 +5,7 @@ from pathlib import Path
 
 import rasterio
 
-import geosr
+from srkit import geosr
 
 with rasterio.open("../shared/data/geotiff_rasterio/RGB.byte.tif") as src:
     sr, profile = geosr.enhance_array(src.read(), src.profile, scale=2)  # default rs model

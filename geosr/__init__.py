@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from common import __version__
+from srkit.common import __version__
 
 __all__ = ["__version__", "enhance_array", "enhance_dataset"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.batch import Job, JobResult, report_path, run_batch, use_model_cache, write_report
+from srkit.common.batch import Job, JobResult, report_path, run_batch, use_model_cache, write_report
 
 from .errors import GeosrError
 from .plan import EnhanceOptions

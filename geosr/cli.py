@@ -10,13 +10,12 @@ import warnings
 from pathlib import Path
 
 import click
-
-from common.batch import cluster_options
-from common.cli import EXIT_USAGE, make_group, models_command
-from common.clipping import ClipRule
-from common.export import export_command
-from common.inference.backends import backend_option
-from common.training.cli import make_train_command
+from srkit.common.batch import cluster_options
+from srkit.common.cli import EXIT_USAGE, make_group, models_command
+from srkit.common.clipping import ClipRule
+from srkit.common.export import export_command
+from srkit.common.inference.backends import backend_option
+from srkit.common.training.cli import make_train_command
 
 from .errors import GeosrError
 
@@ -236,7 +235,7 @@ def enhance(
         force=force,
         command=command_line(),
     )
-    from common.inference.backends import using_backend
+    from srkit.common.inference.backends import using_backend
 
     with _warnings_to_stderr(), using_backend(backend):
         if not batch:

@@ -34,9 +34,8 @@ from typing import Any
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
-
-from common.batch import Job, run_batch, use_model_cache
-from common.io import atomic_output
+from srkit.common.batch import Job, run_batch, use_model_cache
+from srkit.common.io import atomic_output
 
 from .batch import options_from, plain_options
 from .enhance import EnhanceResult, enhance_raster

@@ -40,8 +40,7 @@ import rasterio
 import rasterio.io
 import rasterio.shutil
 from affine import Affine
-
-from common.io import atomic_output
+from srkit.common.io import atomic_output
 
 from .errors import GeosrError
 from .georef import Georeference, check_georeference, output_shape

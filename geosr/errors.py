@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import SRKitError
+from srkit.common.errors import SRKitError
 
 
 class GeosrError(SRKitError):

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-
-from common import metrics, upscale
+from srkit.common import metrics, upscale
 
 from .errors import GeosrError
 from .georef import output_transform

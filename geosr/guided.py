@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from common.degradation import gaussian_mtf_downsample
-from common.models.layers import PolyphaseUpsample
+from srkit.common.degradation import gaussian_mtf_downsample
+from srkit.common.models.layers import PolyphaseUpsample
 
 from .errors import GeosrError
 

@@ -17,7 +17,7 @@ Spatial hold-out: every raster's columns split at 70 %: the left part trains, th
 30 % evaluates (``region="train"`` / ``"test"``). The fits (regression, band statistics)
 are made on each part's own coarse input, as ``geosr sharpen`` does on a scene.
 
-Training: ``python -m geosr.guided_train configs/rs_guided.yaml [SECONDS]`` (the recipe's
+Training: ``python -m srkit.geosr.guided_train configs/rs_guided.yaml [SECONDS]`` (the recipe's
 ``name``, ``model``, ``data.patch_size``, ``train``, ``card`` and ``output_dir`` are used;
 ratios 2 and 3; ``SECONDS`` caps the wall-clock time; one thread).
 """
@@ -34,10 +34,9 @@ import numpy as np
 import rasterio
 import torch
 from scipy.ndimage import shift as nd_shift
-
-from common import metrics
-from common.models import build_model, save_model
-from common.models.card import ModelCard
+from srkit.common import metrics
+from srkit.common.models import build_model, save_model
+from srkit.common.models.card import ModelCard
 
 from .guided import (
     DEFAULT_MTF,
@@ -297,7 +296,7 @@ def _mean(results: dict, key: str = "psnr") -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Trains ``rs_guided`` from a recipe (``configs/rs_guided.yaml``) and saves it."""
-    from common.training import load_config
+    from srkit.common.training import load_config
 
     argv = sys.argv[1:] if argv is None else argv
     cfg = load_config(argv[0] if argv else REPO / "configs" / "rs_guided.yaml")

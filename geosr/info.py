@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-
-from common.cli import json_text
+from srkit.common.cli import json_text
 
 from .enhance import EnhanceOptions, check_scale, default_output, plan_enhance
 from .errors import GeosrError

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import load_model
-from common.models import SRModule
-from common.models.select import ModelChoice, select_model
+from srkit.common import load_model
+from srkit.common.models import SRModule
+from srkit.common.models.select import ModelChoice, select_model
 
 from .errors import GeosrError
 
@@ -16,7 +16,7 @@ FALLBACK = "bicubic"
 def weights_file(spec: str) -> Path | None:
     """The weights file a model spec loads (a shipped name or a path); ``None`` for an
     interpolation baseline."""
-    from common.models.registry import BASELINES, SHIPPED, _shipped_path
+    from srkit.common.models.registry import BASELINES, SHIPPED, _shipped_path
 
     text = str(spec)
     if text in BASELINES:
@@ -29,7 +29,7 @@ def weights_file(spec: str) -> Path | None:
 
 def weights_sha256(spec: str) -> str:
     """SHA-256 of the model's weights file, or ``none (interpolation)``."""
-    from common.batch import sha256_file
+    from srkit.common.batch import sha256_file
 
     path = weights_file(spec)
     return sha256_file(path) if path is not None else "none (interpolation)"

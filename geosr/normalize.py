@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from common.scaling import LinearScaling
+from srkit.common.scaling import LinearScaling
 
 from .errors import GeosrError
 

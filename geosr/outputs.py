@@ -13,10 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import rasterio
-
-from common import __version__
-from common.errors import OutputError
-from common.io import check_not_input, check_targets
+from srkit.common import __version__
+from srkit.common.errors import OutputError
+from srkit.common.io import check_not_input, check_targets
 
 from .georef import Georeference, output_shape, output_transform
 from .models import ModelChoice, weights_sha256

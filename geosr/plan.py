@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from rasterio.enums import ColorInterp
-
-from common.clipping import ClipRule
-from common.resources import check_memory
+from srkit.common.clipping import ClipRule
+from srkit.common.resources import check_memory
 
 from .errors import GeosrError
 from .models import ModelChoice, default_model, prepare_model
@@ -154,7 +153,7 @@ def check_device(device: str | None):
         GeosrError: not a device name, or a CUDA/MPS device this machine does not have
             (``common.inference.choose_device``'s rule, as a geosr error).
     """
-    from common.inference import TilingError, choose_device
+    from srkit.common.inference import TilingError, choose_device
 
     try:
         return choose_device(device)

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
-
-from common import __version__
-from common.errors import first_line
+from srkit.common import __version__
+from srkit.common.errors import first_line
 
 from .errors import GeosrError
 
@@ -164,8 +163,7 @@ def valid_ranges(
     pass over row strips of about ``chunk`` pixels; ``(nan, nan)`` for a band without a
     valid value. Memory: one strip."""
     from rasterio.windows import Window
-
-    from common.clipping import valid_range
+    from srkit.common.clipping import valid_range
 
     rows = max(1, chunk // max(1, src.width))
     low = np.full(len(bands), np.inf)

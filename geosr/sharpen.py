@@ -41,11 +41,10 @@ import rasterio
 import torch
 from affine import Affine
 from rasterio.windows import Window
-
-from common.errors import OutputError, SRKitError, first_line
-from common.inference.windows import plan_windows
-from common.io import atomic_output, check_not_input, check_targets
-from common.models import load_model
+from srkit.common.errors import OutputError, SRKitError, first_line
+from srkit.common.inference.windows import plan_windows
+from srkit.common.io import atomic_output, check_not_input, check_targets
+from srkit.common.models import load_model
 
 from .errors import GeosrError
 from .georef import check_georeference

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-
-from common import degradation as deg
-from common.io import atomic_output
+from srkit.common import degradation as deg
+from srkit.common.io import atomic_output
 
 from .errors import GeosrError
 from .georef import check_georeference, output_transform

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from rasterio.windows import Window
-
-from common import upscale
-from common.clipping import clip_in_place
-from common.errors import SRKitError, first_line
-from common.inference import Planewise
-from common.inference.windows import WindowError, plan_windows
+from srkit.common import upscale
+from srkit.common.clipping import clip_in_place
+from srkit.common.errors import SRKitError, first_line
+from srkit.common.inference import Planewise
+from srkit.common.inference.windows import WindowError, plan_windows
 
 from .errors import GeosrError
 from .masks import fill_invalid, upsample_nearest

@@ -4,7 +4,7 @@ Needs the ``xarray`` extra (``pip install 'srkit[xarray]'``). Importing this mod
 registers the accessor::
 
     import rioxarray
-    import geosr.xarray  # noqa: F401  (registers da.sr)
+    import srkit.geosr.xarray  # noqa: F401  (registers da.sr)
 
     da = rioxarray.open_rasterio("scene.tif", chunks={"x": 512, "y": 512})
     sr = da.sr.enhance(scale=2)          # lazy when da is dask-backed
@@ -42,9 +42,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from rioxarray.rioxarray import affine_to_coords
-
-from common import upscale
-from common.inference import upscale_planes
+from srkit.common import upscale
+from srkit.common.inference import upscale_planes
 
 from .errors import GeosrError
 from .georef import output_transform

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import __version__
+from srkit.common import __version__
 
 __all__ = ["__version__", "enhance_image"]
 

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from common._version import __version__
-from common.errors import OutputExistsError
-from common.io import atomic_output
+from srkit.common._version import __version__
+from srkit.common.errors import OutputExistsError
+from srkit.common.io import atomic_output
 
 from .errors import input_error
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from common.errors import SRKitError, first_line
+from srkit.common.errors import SRKitError, first_line
 
 from .enhance import enhance_volume
 from .errors import MedsrError

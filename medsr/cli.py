@@ -7,12 +7,11 @@ import sys
 import warnings
 
 import click
-
-from common.batch import cluster_options
-from common.cli import format_models, format_models_json, make_group
-from common.export import export_command
-from common.inference.backends import backend_option
-from common.training.cli import make_train_command
+from srkit.common.batch import cluster_options
+from srkit.common.cli import format_models, format_models_json, make_group
+from srkit.common.export import export_command
+from srkit.common.inference.backends import backend_option
+from srkit.common.training.cli import make_train_command
 
 main = make_group("medsr", "Super-resolution of MRI and CT volumes (NIfTI, DICOM).")
 
@@ -185,7 +184,7 @@ def enhance(
     A batch resumes: a file whose output and sidecar record the same input, model and
     options is skipped untouched (``--overwrite`` redoes it).
     """
-    from common.inference.backends import using_backend
+    from srkit.common.inference.backends import using_backend
 
     from .errors import MedsrError
     from .files import enhance_batch, enhance_file, is_batch

@@ -18,16 +18,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-
-from common import __version__
-from common.batch import sha256_file
-from common.clipping import AUTO_MARGIN, ClipRule, clip_in_place, valid_range
-from common.errors import SRKitError, first_line
-from common.inference import choose_device
-from common.inference.invalid import fill_nearest, parent_mask
-from common.models.architectures import SRModule
-from common.models.registry import weights_file
-from common.resources import check_memory
+from srkit.common import __version__
+from srkit.common.batch import sha256_file
+from srkit.common.clipping import AUTO_MARGIN, ClipRule, clip_in_place, valid_range
+from srkit.common.errors import SRKitError, first_line
+from srkit.common.inference import choose_device
+from srkit.common.inference.invalid import fill_nearest, parent_mask
+from srkit.common.models.architectures import SRModule
+from srkit.common.models.registry import weights_file
+from srkit.common.resources import check_memory
 
 from . import geometry
 from .errors import MedsrError, input_error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from common.errors import SRKitError
+from srkit.common.errors import SRKitError
 
 
 class MedsrError(SRKitError):

@@ -16,9 +16,8 @@ import os
 from typing import Any
 
 import numpy as np
-
-from common import upscale
-from common.metrics import psnr, ssim
+from srkit.common import upscale
+from srkit.common.metrics import psnr, ssim
 
 from .errors import MedsrError, input_error
 from .geometry import fov_corners, upsampled_affine

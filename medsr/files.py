@@ -30,8 +30,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from common import __version__
-from common.batch import (
+from srkit.common import __version__
+from srkit.common.batch import (
     Job,
     JobResult,
     report_path,
@@ -40,8 +40,8 @@ from common.batch import (
     use_model_cache,
     write_report,
 )
-from common.errors import SRKitError, first_line
-from common.io import OutputTarget, atomic_outputs, check_not_input, check_targets, is_within
+from srkit.common.errors import SRKitError, first_line
+from srkit.common.io import OutputTarget, atomic_outputs, check_not_input, check_targets, is_within
 
 from .bids import bids_output, current_command
 from .enhance import EnhanceResult, check_options, enhance_planned, fmt_scale, plan_volume
@@ -386,7 +386,7 @@ def enhance_file(
         prov["output_sha256_rule"] = OUTPUT_HASH_RULE
         temporary_side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     if model_targets:
-        from common.models.weights import save_model as save_weights
+        from srkit.common.models.weights import save_model as save_weights
 
         save_weights(model, model_targets[0], model.card)
     return result
@@ -398,7 +398,7 @@ def _model_targets(
     """The weights file and card ``--save-model`` will write, checked before any work."""
     if save_model is None:
         return []
-    from common.models.weights import card_path_for
+    from srkit.common.models.weights import card_path_for
 
     path = Path(save_model)
     if path.suffix != ".safetensors":

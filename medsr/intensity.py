@@ -11,8 +11,7 @@ NaN voxels are filled with the normalized value 0 before the model and restored 
 from __future__ import annotations
 
 import numpy as np
-
-from common.scaling import LinearScaling
+from srkit.common.scaling import LinearScaling
 
 from .errors import MedsrError
 

@@ -17,10 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-from common import load_model, upscale
-from common.inference import upscale_planes
-from common.models.select import ModelChoice, select_model
+from srkit.common import load_model, upscale
+from srkit.common.inference import upscale_planes
+from srkit.common.models.select import ModelChoice, select_model
 
 from .errors import MedsrError
 
@@ -76,7 +75,7 @@ def iterative_back_projection(
     interpolation does; it assumes that slice profile (typical of 2D MRI and CT
     reconstructions with thickness = spacing).
     """
-    from common.degradation import thick_slice
+    from srkit.common.degradation import thick_slice
 
     scale = tuple(int(s) for s in axis_scale)
 

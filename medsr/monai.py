@@ -11,7 +11,7 @@ is its array version. Each takes a channel-first ``MetaTensor`` ``(C, X, Y, Z)``
 MONAI is a core dependency, so this module imports without an extra::
 
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
-    from medsr.monai import SuperResolved
+    from srkit.medsr.monai import SuperResolved
 
     pipeline = Compose([LoadImaged("image"), EnsureChannelFirstd("image"),
                         SuperResolved("image", device="cpu")])

@@ -46,12 +46,11 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from common import __version__
-from common.inference.invalid import fill_nearest
-from common.models import load_model
-from common.models.architectures import EDSR, SRModule
-from common.models.card import ModelCard
+from srkit.common import __version__
+from srkit.common.inference.invalid import fill_nearest
+from srkit.common.models import load_model
+from srkit.common.models.architectures import EDSR, SRModule
+from srkit.common.models.card import ModelCard
 
 from . import geometry
 from .errors import MedsrError

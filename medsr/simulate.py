@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from common.degradation import thick_slice
+from srkit.common.degradation import thick_slice
 
 from .errors import MedsrError, input_error
 from .geometry import downsampled_affine

@@ -3,7 +3,7 @@
 Needs the ``torchio`` extra (``pip install 'srkit[torchio]'``)::
 
     import torchio as tio
-    from medsr.torchio import SuperResolve
+    from srkit.medsr.torchio import SuperResolve
 
     subject = tio.Subject(t1=tio.ScalarImage("scan.nii.gz"))
     enhanced = SuperResolve(device="cpu")(subject)      # enhanced.t1: the new grid

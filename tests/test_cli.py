@@ -7,10 +7,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
-from common import __version__, list_models
-from geosr.cli import main as geosr_main
-from medsr.cli import main as medsr_main
+from srkit.common import __version__, list_models
+from srkit.geosr.cli import main as geosr_main
+from srkit.medsr.cli import main as medsr_main
 
 CLIS = {"medsr": medsr_main, "geosr": geosr_main}
 
@@ -67,14 +66,14 @@ def test_verbose_shows_traceback_in_a_real_process(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ndomain: natural\ndata: {root: /nonexistent, train: [a.png]}\n")
     quiet = subprocess.run(
-        [sys.executable, "-m", "geosr.cli", "train", str(bad)], capture_output=True, text=True
+        [sys.executable, "-m", "srkit.geosr.cli", "train", str(bad)], capture_output=True, text=True
     )
     assert quiet.returncode == 2
     assert quiet.stderr.strip().splitlines() == [
         "error: a.png: no files match (looked for /nonexistent/a.png)"
     ]
     loud = subprocess.run(
-        [sys.executable, "-m", "geosr.cli", "--verbose", "train", str(bad)],
+        [sys.executable, "-m", "srkit.geosr.cli", "--verbose", "train", str(bad)],
         capture_output=True,
         text=True,
     )

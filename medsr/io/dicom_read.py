@@ -12,8 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from common.resources import check_memory
+from srkit.common.resources import check_memory
 
 from ..errors import input_error
 from .volume import LPS_TO_RAS, DicomMeta, Volume, short_message, warn_into

@@ -30,9 +30,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
-from common._version import __version__
-from common.io import atomic_output
+from srkit.common._version import __version__
+from srkit.common.io import atomic_output
 
 from ..errors import MedsrError, input_error
 from ..geometry import voxel_sizes

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from common.io import atomic_output
-from common.resources import check_memory
+from srkit.common.io import atomic_output
+from srkit.common.resources import check_memory
 
 from ..errors import input_error
 from ..geometry import fov_corners, voxel_sizes

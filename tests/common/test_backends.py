@@ -9,13 +9,17 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-
-from common import load_model, upscale
-from common.inference import backends
-from common.inference.backends import BackendError, using_backend
-from common.inference.planes import upscale_planes
-from common.models.registry import available_shipped
-from common.resources import ResourceError, apply_thread_budget, available_cores, thread_budget
+from srkit.common import load_model, upscale
+from srkit.common.inference import backends
+from srkit.common.inference.backends import BackendError, using_backend
+from srkit.common.inference.planes import upscale_planes
+from srkit.common.models.registry import available_shipped
+from srkit.common.resources import (
+    ResourceError,
+    apply_thread_budget,
+    available_cores,
+    thread_budget,
+)
 
 TOLERANCE = 1e-4
 RUNTIME_BACKENDS = [
@@ -59,7 +63,7 @@ def test_tiled_backend_equals_untiled_torch(backend, name):
 def test_every_shipped_model_on_the_backend(backend):
     _need(backend)
     rng = np.random.default_rng(1)
-    from common.export import input_channels
+    from srkit.common.export import input_channels
 
     for name in available_shipped():
         model = load_model(name)
@@ -185,8 +189,7 @@ def test_probe_times_every_installed_backend():
 
 def test_cli_backend_option(tmp_path):
     from click.testing import CliRunner
-
-    from geosr.cli import main as geosr_main
+    from srkit.geosr.cli import main as geosr_main
 
     done = CliRunner().invoke(geosr_main, ["enhance", "x.tif", "--backend", "tensorrt"])
     assert done.exit_code == 2
@@ -235,8 +238,7 @@ def test_medsr_enhance_backend_reaches_upscale(backend, tmp_path):
     _need(backend)
     nib = pytest.importorskip("nibabel")
     from click.testing import CliRunner
-
-    from medsr.cli import main as medsr_main
+    from srkit.medsr.cli import main as medsr_main
 
     rng = np.random.default_rng(4)
     data = (200 + 800 * rng.random((20, 18, 6))).astype(np.float32)

@@ -18,11 +18,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from srkit.common import batch
+from srkit.common.batch import Job, read_report, remove_partials, run_batch
+from srkit.medsr.cli import main
+from srkit.medsr.files import EnhanceTask, sidecar_path
 
-from common import batch
-from common.batch import Job, read_report, remove_partials, run_batch
-from medsr.cli import main
-from medsr.files import EnhanceTask, sidecar_path
 from tests.data.nifti import oblique_affine, phantom, write_nifti
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,9 +267,8 @@ class ThreadsTask:
 
 def test_a_task_runs_on_its_share_of_the_machines_cores(inputs, cluster):
     from distributed import Client
-
-    from common.batch import run_job
-    from common.resources import available_cores
+    from srkit.common.batch import run_job
+    from srkit.common.resources import available_cores
 
     address, _ = cluster
     job = Job(inputs / "v0.nii.gz", inputs / "unused", {})
@@ -323,7 +322,7 @@ def test_scheduler_batch_survives_a_killed_worker_and_resumes(inputs, local_run,
     command = [
         sys.executable,
         "-m",
-        "medsr.cli",
+        "srkit.medsr.cli",
         "enhance",
         inputs,
         "-o",

@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 import pytest
-
-from common.degradation import (
+from srkit.common.degradation import (
     add_noise,
     bicubic_downsample,
     gaussian_blur,

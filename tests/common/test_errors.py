@@ -7,17 +7,16 @@ import sys
 import textwrap
 
 import pytest
-
-from common.cli import EXIT_BUG, EXIT_USAGE
-from common.errors import SRKitError, first_line, path_error
+from srkit.common.cli import EXIT_BUG, EXIT_USAGE
+from srkit.common.errors import SRKitError, first_line, path_error
 
 GROUP = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
     import click
-    from common.cli import make_group
-    from common.errors import OutputError
+    from srkit.common.cli import make_group
+    from srkit.common.errors import OutputError
 
     group = make_group("demo", "demo")
 

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from common.export import (
+from srkit.common.export import (
     ExportError,
     export_onnx,
     input_channels,
@@ -20,9 +19,9 @@ from common.export import (
     read_metadata,
     weights_digest,
 )
-from common.inference.planes import Planewise
-from common.models import BASELINES, load_model
-from common.models.registry import available_shipped
+from srkit.common.inference.planes import Planewise
+from srkit.common.models import BASELINES, load_model
+from srkit.common.models.registry import available_shipped
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (srkit[onnx])")
 pytest.importorskip("onnx", reason="onnx is not installed (srkit[onnx])")
@@ -188,9 +187,8 @@ def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys, monkeyp
 
 def test_front_end_export_commands(tmp_path):
     from click.testing import CliRunner
-
-    from geosr.cli import main as geosr_main
-    from medsr.cli import main as medsr_main
+    from srkit.geosr.cli import main as geosr_main
+    from srkit.medsr.cli import main as medsr_main
 
     runner = CliRunner()
     done = runner.invoke(medsr_main, ["export", "mri_inplane_x2", "-o", str(tmp_path / "m.onnx")])

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from common.inference import TilingError, choose_device, predict_whole, tiling, upscale
-from common.models import (
+from srkit.common.inference import TilingError, choose_device, predict_whole, tiling, upscale
+from srkit.common.models import (
     BASELINES,
     EDSR,
     Interpolator,
@@ -17,6 +15,8 @@ from common.models import (
     build_model,
     load_model,
 )
+from torch import nn
+
 from tests.common.tiny import TINY
 
 # (architecture or baseline kind, channels, dims, scale, array shape (C, *spatial)). Sizes are

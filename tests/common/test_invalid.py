@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from srkit.common.inference import TilingError, choose_device, upscale
+from srkit.common.inference.invalid import parent_mask
+from srkit.common.models import build_model
+from srkit.common.resources import ResourceError, check_memory
 
-from common.inference import TilingError, choose_device, upscale
-from common.inference.invalid import parent_mask
-from common.models import build_model
-from common.resources import ResourceError, check_memory
 from tests.common.tiny import TINY
 
 

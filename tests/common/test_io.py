@@ -1,4 +1,4 @@
-"""common.io: the one atomic-output helper every writer goes through."""
+"""srkit.common.io: the one atomic-output helper every writer goes through."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from common.errors import OutputError, OutputExistsError, SRKitError
-from common.io import (
+from srkit.common.errors import OutputError, OutputExistsError, SRKitError
+from srkit.common.io import (
     OutputTarget,
     TerminatedBySignal,
     atomic_output,
@@ -157,7 +156,7 @@ def test_sigterm_during_a_write_removes_the_temporary(tmp_path):
         f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from common.io import atomic_output, TerminatedBySignal
+        from srkit.common.io import atomic_output, TerminatedBySignal
         try:
             with atomic_output({str(tmp_path / "big.tif")!r}) as tmp:
                 tmp.write_bytes(b"partial")

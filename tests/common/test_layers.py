@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
-
-from common.models.layers import (
+from srkit.common.models.layers import (
     PolyphaseUpsample,
     interpolation_radius,
     pixel_shuffle_nd,

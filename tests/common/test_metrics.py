@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
-
-from common.metrics import ergas, psnr, rgb_to_y, sam, shave, ssim, y_psnr, y_ssim
+from srkit.common.metrics import ergas, psnr, rgb_to_y, sam, shave, ssim, y_psnr, y_ssim
 
 RNG = np.random.default_rng(0)
 

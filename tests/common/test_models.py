@@ -10,9 +10,7 @@ import random
 import pytest
 import torch
 from safetensors.torch import save_file
-from torch import nn
-
-from common.models import (
+from srkit.common.models import (
     ARCHITECTURES,
     BASELINES,
     DOMAINS,
@@ -25,7 +23,9 @@ from common.models import (
     load_model,
     save_model,
 )
-from common.models.layers import PolyphaseUpsample
+from srkit.common.models.layers import PolyphaseUpsample
+from torch import nn
+
 from tests.common.tiny import TINY
 
 # The upscaling architectures; guided_resnet works on the guide grid (scale 1, 2D) and has
@@ -439,9 +439,9 @@ def test_srcnn_forward_is_body_of_bicubic_upsampling():
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_baseline_cards_use_the_shared_default_tile_hint(dims):
-    from common.inference import tiling
-    from common.models.card import DEFAULT_TILE_HINT
-    from common.models.registry import baseline_card
+    from srkit.common.inference import tiling
+    from srkit.common.models.card import DEFAULT_TILE_HINT
+    from srkit.common.models.registry import baseline_card
 
     assert baseline_card("bicubic", dims).tile_hint == DEFAULT_TILE_HINT[dims]
     assert DEFAULT_TILE_HINT[dims] == tiling.DEFAULT_TILE[dims]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from srkit.common.inference import Planewise, upscale, upscale_planes
+from srkit.common.models import build_model
 
-from common.inference import Planewise, upscale, upscale_planes
-from common.models import build_model
 from tests.common.tiny import TINY
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from common import list_models, load_model
-from common.models import DOMAINS, SHIPPED
-from common.models.registry import available_shipped
-from common.training import load_config
+from srkit.common import list_models, load_model
+from srkit.common.models import DOMAINS, SHIPPED
+from srkit.common.models.registry import available_shipped
+from srkit.common.training import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
@@ -61,7 +60,7 @@ def test_recipe_reproduces_the_card(name):
     assert cfg.card.training_data == list(card.training_data)
     assert tuple(cfg.card.input_range) == card.input_range
     # validation files are never training files, or only their disjoint region is
-    from common.training.data import expand_paths, regions_disjoint
+    from srkit.common.training.data import expand_paths, regions_disjoint
 
     if DATA.is_dir():
         train = set(expand_paths(cfg.data.train, REPO / cfg.data.root))

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from common.inference import upscale
-from common.models import load_model
-from common.training import ConfigError, config_from_dict, load_config, run_training
-from common.training.data import Pair, PatchSampler, degrade
-from common.training.loop import evaluate_pairs
+from srkit.common.inference import upscale
+from srkit.common.models import load_model
+from srkit.common.training import ConfigError, config_from_dict, load_config, run_training
+from srkit.common.training.data import Pair, PatchSampler, degrade
+from srkit.common.training.loop import evaluate_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
@@ -153,7 +152,7 @@ def test_patch_size_must_divide_by_scale():
 
 
 def test_thick_slice_degradation_follows_the_scaled_axis():
-    from common.training.config import DegradationConfig
+    from srkit.common.training.config import DegradationConfig
 
     hr = np.random.default_rng(1).random((1, 8, 6, 20)).astype(np.float32)
     lr = degrade(hr, (1, 1, 4), DegradationConfig(kind="thick_slice", profile="box"))
@@ -162,7 +161,7 @@ def test_thick_slice_degradation_follows_the_scaled_axis():
 
 
 def test_thick_slice_degradation_on_two_axes_is_an_in_plane_psf():
-    from common.training.config import DegradationConfig
+    from srkit.common.training.config import DegradationConfig
 
     hr = np.random.default_rng(1).random((1, 8, 6, 5)).astype(np.float32)
     lr = degrade(hr, (2, 2, 1), DegradationConfig(kind="thick_slice", profile="box"))
@@ -173,8 +172,8 @@ def test_thick_slice_degradation_on_two_axes_is_an_in_plane_psf():
 
 
 def test_plane_pairs_cover_six_orientations_and_sample_aligned_2d_patches():
-    from common.training.config import DegradationConfig
-    from common.training.data import plane_pairs
+    from srkit.common.training.config import DegradationConfig
+    from srkit.common.training.data import plane_pairs
 
     rng = np.random.default_rng(2)
     vol = rng.random((1, 8, 12, 16)).astype(np.float32)
@@ -238,10 +237,10 @@ def test_planes_training_validates_on_the_held_out_volume_thick_along_z(tmp_path
     """A 2D (2, 1) model learns from the planes of volumes; the card's PSNR is what the
     inference API (``upscale_planes``, as enhance runs it) gives on the held-out volume's
     planes with z as the thick axis, to 1e-6 dB."""
-    from common.inference import upscale_planes
-    from common.inference.planes import Planewise
-    from common.metrics import psnr, shave
-    from common.training.config import DegradationConfig
+    from srkit.common.inference import upscale_planes
+    from srkit.common.inference.planes import Planewise
+    from srkit.common.metrics import psnr, shave
+    from srkit.common.training.config import DegradationConfig
 
     calls = []
     forward = Planewise.forward
@@ -281,8 +280,8 @@ def test_training_exports_a_loadable_model_with_card_and_logs(tmp_path):
         card.metrics["psnr"] - card.metrics["baseline_psnr"]
     )
     # the card's metric is what evaluating the exported weights gives
-    from common.training.config import DegradationConfig
-    from common.training.data import image_reader, load_pairs
+    from srkit.common.training.config import DegradationConfig
+    from srkit.common.training.data import image_reader, load_pairs
 
     cfg = config_from_dict(tiny_config(tmp_path))
     pairs = load_pairs(
@@ -334,9 +333,9 @@ def test_init_weights_fine_tunes_from_an_exported_model(tmp_path):
 
 
 def test_rescale_adds_downscaled_copies_of_each_item():
-    from common.degradation import imresize
-    from common.training.config import DegradationConfig
-    from common.training.data import load_pairs
+    from srkit.common.degradation import imresize
+    from srkit.common.training.config import DegradationConfig
+    from srkit.common.training.data import load_pairs
 
     rng = np.random.default_rng(0)
     images = {Path("a.png"): rng.random((1, 40, 30), dtype=np.float32)}
@@ -394,7 +393,7 @@ def test_validation_files_must_not_be_training_files(tmp_path):
 
 
 def test_crop_region_and_disjointness():
-    from common.training.data import crop_region, regions_disjoint
+    from srkit.common.training.data import crop_region, regions_disjoint
 
     array = np.arange(2 * 10 * 8, dtype=np.float32).reshape(2, 10, 8)
     np.testing.assert_array_equal(crop_region(array, [[0, 0.7], [0.25, 1]]), array[:, :7, 2:])
@@ -410,8 +409,8 @@ def test_crop_region_and_disjointness():
 def test_spatial_hold_out_validates_on_the_val_region_only(tmp_path):
     """The same files under train and val: allowed with disjoint regions, and validation
     sees exactly the val region (its baseline PSNR equals bicubic on those crops)."""
-    from common.training.config import DegradationConfig
-    from common.training.data import crop_region, image_reader, load_pairs, region_reader
+    from srkit.common.training.config import DegradationConfig
+    from srkit.common.training.data import crop_region, image_reader, load_pairs, region_reader
 
     cfg = tiny_config(tmp_path)
     cfg["data"]["val"] = ["train_*.png"]
@@ -454,7 +453,7 @@ def test_ddp_two_gloo_processes(tmp_path):
     script.write_text(
         "import json, os, sys\n"
         "import torch\n"
-        "from common.training import run_training\n"
+        "from srkit.common.training import run_training\n"
         "cfg = json.load(open(sys.argv[1]))\n"
         "res = run_training(cfg, progress=False)\n"
         "flat = torch.cat([p.detach().flatten() for p in res.model.parameters()])\n"
@@ -490,9 +489,9 @@ def test_ddp_two_gloo_processes(tmp_path):
 
 
 def test_profile_list_degrades_each_item_once_per_profile():
-    from common.degradation import thick_slice
-    from common.training.config import DegradationConfig
-    from common.training.data import load_pairs
+    from srkit.common.degradation import thick_slice
+    from srkit.common.training.config import DegradationConfig
+    from srkit.common.training.data import load_pairs
 
     vol = np.random.default_rng(4).random((1, 6, 5, 16)).astype(np.float32)
     cfg = DegradationConfig(kind="thick_slice", profile=["gaussian", "box"])
@@ -505,9 +504,9 @@ def test_profile_list_degrades_each_item_once_per_profile():
 
 
 def test_kind_list_degrades_each_item_once_per_kind():
-    from common import degradation as deg
-    from common.training.config import DegradationConfig
-    from common.training.data import load_pairs
+    from srkit.common import degradation as deg
+    from srkit.common.training.config import DegradationConfig
+    from srkit.common.training.data import load_pairs
 
     image = np.random.default_rng(5).random((2, 12, 16)).astype(np.float32)
     cfg = DegradationConfig(kind=["bicubic", "gaussian_mtf"], mtf_at_nyquist=0.25)
@@ -525,7 +524,7 @@ def test_kind_list_degrades_each_item_once_per_kind():
 
 
 def test_split_channels_makes_one_channel_items():
-    from common.training.data import split_channels
+    from srkit.common.training.data import split_channels
 
     hr = np.random.default_rng(6).random((3, 8, 8)).astype(np.float32)
     lr = hr[:, ::2, ::2].copy()
@@ -577,8 +576,8 @@ def test_loading_a_checkpoint_gives_its_ema_weights(tmp_path):
 
 
 def test_checkpoint_record_round_trips_and_reads_the_older_layout(tmp_path):
-    from common.models.weights import TrainingCheckpoint, WeightsError
-    from common.training.checkpoint import load_checkpoint, save_checkpoint
+    from srkit.common.models.weights import TrainingCheckpoint, WeightsError
+    from srkit.common.training.checkpoint import load_checkpoint, save_checkpoint
 
     weights = {"w": torch.arange(4.0), "b": torch.ones(2)}
     ema = {"w": torch.arange(4.0) / 2, "b": torch.zeros(2)}
@@ -638,9 +637,9 @@ def test_checkpoint_write_failure_leaves_the_previous_checkpoint_and_no_temporar
 
 def test_validation_psnr_is_the_inference_api_psnr_on_images(tmp_path):
     """2D images: the card's PSNR equals ``common.inference.upscale`` scored by hand."""
-    from common.metrics import psnr, shave
-    from common.training.config import DegradationConfig
-    from common.training.data import image_reader, load_pairs
+    from srkit.common.metrics import psnr, shave
+    from srkit.common.training.config import DegradationConfig
+    from srkit.common.training.data import image_reader, load_pairs
 
     cfg = tiny_config(tmp_path, epochs=1, iters_per_epoch=3)
     result = run_training(cfg, progress=False)
@@ -661,8 +660,8 @@ def test_validation_psnr_is_the_inference_api_psnr_on_images(tmp_path):
 
 
 def test_exported_card_carries_the_shared_default_tile_hint(tmp_path):
-    from common.inference import tiling
-    from common.models.card import DEFAULT_TILE_HINT
+    from srkit.common.inference import tiling
+    from srkit.common.models.card import DEFAULT_TILE_HINT
 
     result = run_training(tiny_config(tmp_path, epochs=1, iters_per_epoch=2), progress=False)
     assert result.card.tile_hint == DEFAULT_TILE_HINT[2] == tiling.DEFAULT_TILE[2]

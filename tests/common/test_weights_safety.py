@@ -10,8 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-
-from common.models import ModelCard, WeightsError, build_model, load_model, save_model
+from srkit.common.models import ModelCard, WeightsError, build_model, load_model, save_model
 
 
 def _tiny_edsr(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
@@ -93,7 +92,7 @@ def test_absurd_depth_in_the_file_is_refused_within_a_second(tmp_path):
 def test_an_oversized_network_is_abandoned_while_it_is_built(tmp_path):
     """A depth within the integer bound but far beyond the stored values: the build on the
     meta device stops as soon as its parameters outgrow the file."""
-    from common.models.registry import check_hparams_fit
+    from srkit.common.models.registry import check_hparams_fit
 
     model, path = _tiny_edsr(tmp_path)
     state = model.state_dict()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from common.inference.windows import WindowError, plan_windows
+from srkit.common.inference.windows import WindowError, plan_windows
 
 
 def _axis(windows, axis):

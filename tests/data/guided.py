@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from srkit.geosr.guided import degrade
 
-from geosr.guided import degrade
 from tests.data.geotiff import ORIGIN, UTM, field
 
 PIXEL = 10.0

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from srkit.geosr.guided import degrade
+from srkit.geosr.products import S2_BANDS, S2_RESOLUTION
 
-from geosr.guided import degrade
-from geosr.products import S2_BANDS, S2_RESOLUTION
 from tests.data.geotiff import field
 
 TILE = "T32TQM"

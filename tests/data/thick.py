@@ -9,8 +9,7 @@ degrades it along z with ``common.degradation.thick_slice``.
 from __future__ import annotations
 
 import numpy as np
-
-from common.degradation import thick_slice
+from srkit.common.degradation import thick_slice
 
 
 def isotropic_texture(n: int = 96, seed: int = 0, k0: float = 0.12) -> np.ndarray:

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-
-from common import __version__
-from geosr.georef import corners
+from srkit.common import __version__
+from srkit.geosr.georef import corners
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

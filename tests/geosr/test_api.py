@@ -8,10 +8,10 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from srkit.geosr.cli import main
+from srkit.geosr.errors import GeosrError
 
-import geosr
-from geosr.cli import main
-from geosr.errors import GeosrError
+from srkit import geosr
 from tests.data.geotiff import UTM, field, rotated_transform
 from tests.geosr.helpers import assert_seam_free
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from srkit.geosr.cli import main
 
-from geosr.cli import main
 from tests.geosr.helpers import assert_contract
 
 

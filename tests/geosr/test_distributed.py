@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from srkit.common.batch import REPORT_NAME, read_report, sha256_file
+from srkit.geosr.batch import BATCH_TAG
+from srkit.geosr.cli import main
+from srkit.geosr.distributed import enhance_raster_distributed
+from srkit.geosr.enhance import EnhanceOptions, enhance_raster
+from srkit.geosr.stream import plan_stream, row_bands
 
-from common.batch import REPORT_NAME, read_report, sha256_file
-from geosr.batch import BATCH_TAG
-from geosr.cli import main
-from geosr.distributed import enhance_raster_distributed
-from geosr.enhance import EnhanceOptions, enhance_raster
-from geosr.stream import plan_stream, row_bands
 from tests.geosr.helpers import assert_contract, assert_seam_free
 
 

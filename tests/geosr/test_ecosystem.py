@@ -20,9 +20,9 @@ import torch
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
 from scipy.ndimage import gaussian_filter
+from srkit.common import __version__
+from srkit.common.models.registry import _shipped_path
 
-from common import __version__
-from common.models.registry import _shipped_path
 from tests.data.geotiff import ORIGIN, UTM
 from tests.geosr.test_cli import assert_one_line_error, invoke
 
@@ -216,7 +216,7 @@ def test_dst_crs_prints_no_python_warning(rasters, tmp_path):
     out = tmp_path / "out.tif"
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="default")
     result = subprocess.run(
-        [sys.executable, "-m", "geosr.cli", "enhance", str(rasters["rgb_uint8"]), "-o",
+        [sys.executable, "-m", "srkit.geosr.cli", "enhance", str(rasters["rgb_uint8"]), "-o",
          str(out), "--dst-crs", "EPSG:4326", "--model", "bicubic", "--no-progress"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
@@ -312,7 +312,7 @@ def test_info_and_models_json(rasters):
     assert by_name["rs_edsr_x2"]["domain"] == "rs" and by_name["rs_edsr_x2"]["axis_scale"] == [2, 2]
     assert by_name["bicubic"]["architecture"] == "bicubic"
     assert {m["domain"] for m in listing["models"]} <= {"rs", "natural"}
-    from common.models import list_models
+    from srkit.common.models import list_models
 
     expected = {c.name for c in list_models() if c.domain in ("rs", "natural")}
     assert {m["name"] for m in listing["models"]} == expected and "rs_guided" in expected

@@ -6,12 +6,12 @@ import rasterio
 import rasterio.shutil
 import torch
 from affine import Affine
+from srkit.common import upscale
+from srkit.common.models import ModelCard, build_model, save_model
+from srkit.geosr.enhance import EnhanceOptions, enhance_raster
+from srkit.geosr.georef import GeoreferenceError
+from srkit.geosr.normalize import band_scaling
 
-from common import upscale
-from common.models import ModelCard, build_model, save_model
-from geosr.enhance import EnhanceOptions, enhance_raster
-from geosr.georef import GeoreferenceError
-from geosr.normalize import band_scaling
 from tests.geosr.helpers import assert_contract, assert_mask_kept, assert_seam_free, upsampled
 
 GENERATED = [
@@ -349,8 +349,9 @@ def test_cog_keeps_contract_and_masks(rasters, tmp_path, name):
 
 def test_demo_raster_round_trip_shows_the_shipped_model_gain(tmp_path):
     """What `make demo` prints for geosr: simulate -> enhance (defaults) -> evaluate."""
-    from geosr.evaluate import evaluate_rasters
-    from geosr.simulate import simulate_raster
+    from srkit.geosr.evaluate import evaluate_rasters
+    from srkit.geosr.simulate import simulate_raster
+
     from tests.data.geotiff import make_demo_raster
 
     hr = make_demo_raster(tmp_path / "synthetic.tif")

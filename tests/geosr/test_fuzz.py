@@ -21,8 +21,7 @@ from affine import Affine
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, example, given, note, reject, settings
 from hypothesis import strategies as st
-
-from geosr.cli import main
+from srkit.geosr.cli import main
 
 NAN, INF = float("nan"), float("inf")
 DTYPES = ["uint8", "uint16", "int16", "float32", "float64", "complex64"]

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-
-from geosr.georef import (
+from srkit.geosr.georef import (
     GeoreferenceError,
     check_georeference,
     corners,
     output_shape,
     output_transform,
 )
+
 from tests.data.geotiff import rotated_transform
 
 

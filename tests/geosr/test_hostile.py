@@ -22,11 +22,10 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from srkit.geosr.cli import main
+from srkit.geosr.enhance import EnhanceOptions, enhance_raster
 
-import geosr.enhance
-import geosr.plan
-from geosr.cli import main
-from geosr.enhance import EnhanceOptions, enhance_raster
+from srkit import geosr
 from tests.geosr.helpers import assert_contract, assert_seam_free, upsampled
 
 UTM = "EPSG:32618"
@@ -143,7 +142,7 @@ def test_sigterm_leaves_no_output_and_no_temporary(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     out = folder / "o.tif"
-    command = [sys.executable, "-m", "geosr.cli", "enhance", src, "-o", out, "--no-progress"]
+    command = [sys.executable, "-m", "srkit.geosr.cli", "enhance", src, "-o", out, "--no-progress"]
     command += ["--cog", "--window", "64", "--device", "cpu"]
     process = subprocess.Popen(
         [str(c) for c in command], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from geosr.masks import fill_invalid, upsample_nearest
+from srkit.geosr.masks import fill_invalid, upsample_nearest
 
 
 def test_fill_keeps_valid_and_reaches_passes():

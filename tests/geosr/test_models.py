@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from common.models import ModelCard, select
-from geosr.models import default_model, prepare_model
+from srkit.common.models import ModelCard, select
+from srkit.geosr.models import default_model, prepare_model
 
 
 def card(name, scale, channels, gain=0.0, domain="rs"):

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from geosr.normalize import band_scaling, range_warnings, to_output_dtype
+from srkit.geosr.normalize import band_scaling, range_warnings, to_output_dtype
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])

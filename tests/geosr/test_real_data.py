@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from srkit.geosr.enhance import EnhanceOptions, enhance_raster
+from srkit.geosr.evaluate import evaluate_rasters
+from srkit.geosr.simulate import simulate_raster
 
-from geosr.enhance import EnhanceOptions, enhance_raster
-from geosr.evaluate import evaluate_rasters
-from geosr.simulate import simulate_raster
 from tests.geosr.helpers import assert_contract, assert_mask_kept, assert_seam_free, shared
 
 pytestmark = pytest.mark.shared_data
@@ -168,7 +168,7 @@ def test_cog_mosaic_keeps_its_overviews_and_nearest_resampling(tmp_path):
 
 def test_enhance_array_on_landsat7_equals_enhance_dataset(tmp_path):
     """The api.md example: the array and the open dataset give one result and profile."""
-    import geosr
+    from srkit import geosr
 
     with rasterio.open(shared(REAL["landsat7_rgb_nodata"])) as src:
         sr, profile = geosr.enhance_array(src.read(), src.profile, scale=2, model="bicubic")

@@ -11,13 +11,13 @@ import rasterio
 import torch
 from affine import Affine
 from click.testing import CliRunner
+from srkit.common.models import build_model, load_model, save_model
+from srkit.geosr.cli import main
+from srkit.geosr.errors import GeosrError
+from srkit.geosr.guided import degrade, fit_injection, sharpen_arrays
+from srkit.geosr.guided_train import WaldScene, train_items, train_model
+from srkit.geosr.sharpen import nest_grid, sharpen
 
-from common.models import build_model, load_model, save_model
-from geosr.cli import main
-from geosr.errors import GeosrError
-from geosr.guided import degrade, fit_injection, sharpen_arrays
-from geosr.guided_train import WaldScene, train_items, train_model
-from geosr.sharpen import nest_grid, sharpen
 from tests.data.guided import make_guided_scene
 
 GUIDE = Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 4500000.0)
@@ -343,7 +343,7 @@ def _products(tmp_path):
 
 
 def test_batch_of_products_matches_single_runs_and_resumes(tmp_path):
-    from geosr.batch import sharpen_target
+    from srkit.geosr.batch import sharpen_target
 
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
     safe, landsat, broken = _products(tmp_path)
@@ -379,7 +379,7 @@ def test_batch_of_products_matches_single_runs_and_resumes(tmp_path):
 
 def test_batch_of_products_on_a_local_cluster(tmp_path):
     pytest.importorskip("distributed")
-    from geosr.batch import sharpen_target
+    from srkit.geosr.batch import sharpen_target
 
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
     safe, landsat, _ = _products(tmp_path)

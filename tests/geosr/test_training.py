@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from srkit.common.training.config import load_config
+from srkit.common.training.loop import run_training
+from srkit.geosr.cli import main
+from srkit.geosr.training import geotiff_readers, largest_valid_rectangle, read_geotiff
 
-from common.training.config import load_config
-from common.training.loop import run_training
-from geosr.cli import main
-from geosr.training import geotiff_readers, largest_valid_rectangle, read_geotiff
 from tests.data.geotiff import make_uint8_rgb
 
 

@@ -22,7 +22,7 @@ def aniso_nifti(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def medsr_output(aniso_nifti, tmp_path_factory):
     """What ``medsr enhance`` gives for ``aniso_nifti`` (the result and the written file)."""
-    from medsr.files import enhance_file
+    from srkit.medsr.files import enhance_file
 
     out = tmp_path_factory.mktemp("integ_out") / "aniso_sr.nii.gz"
     return enhance_file(aniso_nifti, out, device="cpu"), out

@@ -1,4 +1,4 @@
-"""medsr.monai: the MONAI transforms run ``medsr enhance`` and keep the geometry exactly."""
+"""srkit.medsr.monai: the MONAI transforms run ``medsr enhance`` and keep the geometry exactly."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ pytest.importorskip("monai", reason="MONAI is absent (a core dependency: pip ins
 
 from monai.data import MetaTensor  # noqa: E402
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged  # noqa: E402
-
-from medsr.errors import MedsrError  # noqa: E402
-from medsr.geometry import upsampled_affine  # noqa: E402
-from medsr.monai import SuperResolve, SuperResolved  # noqa: E402
+from srkit.medsr.errors import MedsrError  # noqa: E402
+from srkit.medsr.geometry import upsampled_affine  # noqa: E402
+from srkit.medsr.monai import SuperResolve, SuperResolved  # noqa: E402
 
 
 def span(values: np.ndarray) -> float:

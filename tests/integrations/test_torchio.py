@@ -1,4 +1,4 @@
-"""medsr.torchio: the TorchIO transform runs ``medsr enhance`` and keeps the geometry."""
+"""srkit.medsr.torchio: the TorchIO transform runs ``medsr enhance`` and keeps the geometry."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 
 tio = pytest.importorskip("torchio", reason="TorchIO is absent: pip install 'srkit[torchio]'")
 
-from medsr.errors import MedsrError  # noqa: E402
-from medsr.geometry import upsampled_affine  # noqa: E402
-from medsr.torchio import SuperResolve  # noqa: E402
+from srkit.medsr.errors import MedsrError  # noqa: E402
+from srkit.medsr.geometry import upsampled_affine  # noqa: E402
+from srkit.medsr.torchio import SuperResolve  # noqa: E402
 
 
 def span(values: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""geosr.xarray: ``da.sr.enhance`` equals ``geosr enhance``, in memory and on dask chunks."""
+"""srkit.geosr.xarray: ``da.sr.enhance`` equals ``geosr enhance``, in memory and on dask chunks."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ rioxarray = pytest.importorskip(
 pytest.importorskip("dask.array", reason="dask[array] is absent: pip install 'srkit[xarray]'")
 
 import rasterio  # noqa: E402
+import srkit.geosr.xarray  # noqa: E402, F401  (registers da.sr)
 from affine import Affine  # noqa: E402
+from srkit.geosr.enhance import EnhanceOptions, enhance_raster  # noqa: E402
+from srkit.geosr.errors import GeosrError  # noqa: E402
 
-import geosr.xarray  # noqa: E402, F401  (registers da.sr)
-from geosr.enhance import EnhanceOptions, enhance_raster  # noqa: E402
-from geosr.errors import GeosrError  # noqa: E402
 from tests.data.geotiff import UTM, field, make_int16, make_nan_float32  # noqa: E402
 
 # rioxarray's own calls (open_rasterio, rio.transform) use affine's deprecated ``*``

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 from click.testing import CliRunner
+from srkit.common.batch import REPORT_NAME, read_report, sha256_file
+from srkit.medsr.cli import main
 
-from common.batch import REPORT_NAME, read_report, sha256_file
-from medsr.cli import main
 from tests.data.nifti import oblique_affine, phantom, write_nifti
 
 

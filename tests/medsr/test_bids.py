@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from srkit.common import __version__
+from srkit.medsr import files as medsr_files
+from srkit.medsr.bids import BidsName, bids_output, parse_name
+from srkit.medsr.cli import main
+from srkit.medsr.errors import MedsrError
 
-from common import __version__
-from medsr import files as medsr_files
-from medsr.bids import BidsName, bids_output, parse_name
-from medsr.cli import main
-from medsr.errors import MedsrError
 from tests.data.nifti import oblique_affine, phantom, write_nifti
 
 T1W = "sub-01/ses-1/anat/sub-01_ses-1_acq-fast_run-2_T1w.nii.gz"

@@ -11,9 +11,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from srkit.medsr.cli import main
+from srkit.medsr.io import read_volume
 
-from medsr.cli import main
-from medsr.io import read_volume
 from tests.data.nifti import oblique_affine, write_nifti
 
 
@@ -341,7 +341,7 @@ def test_nifti_to_dicom_folder_with_format_dicom(nifti_files, tmp_path):
 
 
 def test_models_json_lists_every_mri_and_ct_card():
-    from common import list_models
+    from srkit.common import list_models
 
     result = run("models", "--json")
     assert result.exit_code == 0, result.output

@@ -7,9 +7,9 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from srkit.common.clipping import AUTO_MARGIN
+from srkit.medsr.io import read_volume
 
-from common.clipping import AUTO_MARGIN
-from medsr.io import read_volume
 from tests.data.dicom import write_series
 from tests.data.nifti import oblique_affine, write_nifti
 from tests.medsr.test_cli import assert_one_line_error, run

@@ -18,12 +18,12 @@ import pydicom
 import pytest
 from click.testing import CliRunner
 from pydicom import config as dicom_config
+from srkit.common import __version__
+from srkit.medsr.cli import main
+from srkit.medsr.errors import MedsrError
+from srkit.medsr.geometry import upsampled_affine
+from srkit.medsr.io import Volume, check_uid_root, read_volume, write_dicom_series
 
-from common import __version__
-from medsr.cli import main
-from medsr.errors import MedsrError
-from medsr.geometry import upsampled_affine
-from medsr.io import Volume, check_uid_root, read_volume, write_dicom_series
 from tests.data.dicom import write_series
 from tests.data.nifti import oblique_affine, phantom, write_nifti
 

@@ -8,11 +8,11 @@ import warnings
 import nibabel as nib
 import numpy as np
 import pytest
+from srkit.common import load_model
+from srkit.medsr.errors import MedsrError
+from srkit.medsr.methods import check_domain
 
-import medsr
-from common import load_model
-from medsr.errors import MedsrError
-from medsr.methods import check_domain
+from srkit import medsr
 from tests.medsr.test_cli import assert_one_line_error, run
 
 

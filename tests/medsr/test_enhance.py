@@ -8,21 +8,21 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
-from common.models import make_baseline
-from common.models import select as select_module
-from common.models.architectures import Interpolator
-from medsr.enhance import (
+from srkit.common.models import make_baseline
+from srkit.common.models import select as select_module
+from srkit.common.models.architectures import Interpolator
+from srkit.medsr.enhance import (
     default_model,
     enhance_volume,
     parse_scale,
     plan_enhance,
     super_resolve,
 )
-from medsr.errors import MedsrError
-from medsr.files import enhance_file
-from medsr.geometry import fov_corners, upsampled_affine
-from medsr.io import Volume, read_volume
+from srkit.medsr.errors import MedsrError
+from srkit.medsr.files import enhance_file
+from srkit.medsr.geometry import fov_corners, upsampled_affine
+from srkit.medsr.io import Volume, read_volume
+
 from tests.data.nifti import oblique_affine, phantom
 
 
@@ -129,7 +129,7 @@ def test_enhance_volume_geometry_units_and_mean():
     fg_out = out.data[np.repeat(vol.data > 0, 3, axis=2)].mean()
     assert abs(fg_out / fg_in - 1) < 0.03
     # the baseline through the normalization equals B-spline on the raw values
-    from common import upscale
+    from srkit.common import upscale
 
     np.testing.assert_allclose(
         out.data, upscale("bspline", vol.data[None], scale=(1, 1, 3))[0], atol=2e-3
@@ -230,8 +230,8 @@ def test_enhance_dicom_default_output_and_keep_dtype(mr_series, tmp_path):
 
 
 def test_ibp_reproduces_the_low_res_data_and_keeps_the_mean():
-    from common import upscale
-    from common.degradation import thick_slice
+    from srkit.common import upscale
+    from srkit.common.degradation import thick_slice
 
     rng = np.random.default_rng(2)
     from scipy.ndimage import gaussian_filter

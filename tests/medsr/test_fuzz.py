@@ -24,8 +24,7 @@ import numpy as np
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
-
-from medsr.cli import main
+from srkit.medsr.cli import main
 
 RGB = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 DTYPES = {

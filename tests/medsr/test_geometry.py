@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from medsr.geometry import (
+from srkit.medsr.geometry import (
     downsampled_affine,
     fov_corners,
     parse_axis,
@@ -13,6 +12,7 @@ from medsr.geometry import (
     upsampled_affine,
     voxel_sizes,
 )
+
 from tests.data.nifti import oblique_affine
 
 

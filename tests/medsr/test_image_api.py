@@ -7,11 +7,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from srkit.medsr.errors import MedsrError
+from srkit.medsr.geometry import fov_corners, upsampled_affine
+from srkit.medsr.io import LPS_TO_RAS, read_volume
 
-import medsr
-from medsr.errors import MedsrError
-from medsr.geometry import fov_corners, upsampled_affine
-from medsr.io import LPS_TO_RAS, read_volume
+from srkit import medsr
 from tests.data.nifti import ct_phantom, oblique_affine, write_nifti
 from tests.medsr.test_cli import run
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from medsr.intensity import (
+from srkit.medsr.intensity import (
     ct_normalization,
     detect_modality,
     mri_normalization,

@@ -10,10 +10,10 @@ import numpy as np
 import pydicom
 import pydicom.data
 import pytest
+from srkit.medsr.errors import MedsrError
+from srkit.medsr.geometry import upsampled_affine
+from srkit.medsr.io import Volume, read_volume, write_dicom_series, write_nifti
 
-from medsr.errors import MedsrError
-from medsr.geometry import upsampled_affine
-from medsr.io import Volume, read_volume, write_dicom_series, write_nifti
 from tests.data.dicom import write_series
 from tests.data.nifti import oblique_affine, phantom
 from tests.data.nifti import write_nifti as write_fixture
@@ -249,7 +249,7 @@ def test_sheared_affine_writes_sform_only(tmp_path):
 def test_a_truncated_nifti_is_refused_from_its_size_before_any_allocation(tmp_path, monkeypatch):
     """A header declaring more voxel bytes than the file holds fails before the memory
     check and the read (which would zero-fill the declared size first)."""
-    import medsr.io.nifti as nifti_module
+    import srkit.medsr.io.nifti as nifti_module
 
     def no_allocation(*args, **kwargs):
         raise AssertionError("reached the allocation path")

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from srkit.medsr.io import read_volume
 
-from medsr.io import read_volume
 from tests.data.dicom import write_series
 from tests.data.nifti import oblique_affine, phantom, write_nifti
 from tests.medsr.test_cli import assert_one_line_error, run

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from srkit.common.errors import OutputExistsError
+from srkit.medsr import files as files_module
+from srkit.medsr.files import enhance_file
+from srkit.medsr.io import read_volume
 
-from common.errors import OutputExistsError
-from medsr import files as files_module
-from medsr.files import enhance_file
-from medsr.io import read_volume
 from tests.data.nifti import oblique_affine, write_nifti
 from tests.medsr.test_cli import assert_one_line_error, run
 

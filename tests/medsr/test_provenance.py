@@ -12,8 +12,8 @@ from pathlib import Path
 
 import monai
 import torch
+from srkit.common.models.registry import SHIPPED, WEIGHTS_DIR
 
-from common.models.registry import SHIPPED, WEIGHTS_DIR
 from tests.data.dicom import write_series
 from tests.data.nifti import oblique_affine, phantom, write_nifti
 from tests.medsr.test_cli import run
@@ -31,7 +31,7 @@ def test_cli_sidecar_fields(tmp_path):
     before = datetime.now(timezone.utc).replace(microsecond=0)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "medsr.cli", *args], cwd=tmp_path, env=env, capture_output=True
+        [sys.executable, "-m", "srkit.medsr.cli", *args], cwd=tmp_path, env=env, capture_output=True
     )
     assert done.returncode == 0, done.stderr.decode()
     after = datetime.now(timezone.utc)

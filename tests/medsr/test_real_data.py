@@ -9,12 +9,11 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
-
-from medsr.cli import main
-from medsr.enhance import enhance_volume, plan_enhance
-from medsr.geometry import fov_corners
-from medsr.intensity import detect_modality
-from medsr.io import Volume, read_volume
+from srkit.medsr.cli import main
+from srkit.medsr.enhance import enhance_volume, plan_enhance
+from srkit.medsr.geometry import fov_corners
+from srkit.medsr.intensity import detect_modality
+from srkit.medsr.io import Volume, read_volume
 
 # file -> (shape, voxel size mm, orientation codes, physical min, max) from the data READMEs
 NIFTI = {
@@ -132,8 +131,8 @@ def test_real_ct_dicom_full_cli_to_dicom(shared_data, tmp_path):
 
 
 def test_real_brain_x4_through_plane_ibp_beats_bspline(shared_data):
-    from medsr.evaluate import evaluate_volumes
-    from medsr.simulate import simulate_volume
+    from srkit.medsr.evaluate import evaluate_volumes
+    from srkit.medsr.simulate import simulate_volume
 
     t1 = read_volume(shared_data / "mri_nifti/stroke_T1.nii.gz")  # 1 mm, MIT licence
     crop = Volume(data=t1.data[30:94, 40:120, 40:104].copy(), affine=t1.affine.copy())
@@ -182,9 +181,10 @@ def test_shipped_medical_models_beat_bspline_on_held_out_volumes(
     shared_data, model, volume, axes, factor, profile, min_gain
 ):
     """``enhance`` with no model option picks the shipped model and beats cubic B-spline."""
+    from srkit.medsr.evaluate import evaluate_volumes
+    from srkit.medsr.simulate import simulate_volume
+
     from benchmarks.medsr_holdout import crop_to_factor
-    from medsr.evaluate import evaluate_volumes
-    from medsr.simulate import simulate_volume
 
     path, crop = HELD_OUT[volume]
     hr = crop_to_factor(read_volume(shared_data / path).crop(crop), axes, factor)

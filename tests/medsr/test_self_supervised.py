@@ -8,15 +8,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from srkit.common.degradation import thick_slice
+from srkit.medsr import self_supervised as ss
+from srkit.medsr.cli import main
+from srkit.medsr.enhance import enhance_volume
+from srkit.medsr.errors import MedsrError
+from srkit.medsr.io import Volume
+from srkit.medsr.plan import plan_enhance
+from srkit.medsr.slice_profile import estimate_profile, parse_profile, profile_matrix
 
-from common.degradation import thick_slice
-from medsr import self_supervised as ss
-from medsr.cli import main
-from medsr.enhance import enhance_volume
-from medsr.errors import MedsrError
-from medsr.io import Volume
-from medsr.plan import plan_enhance
-from medsr.slice_profile import estimate_profile, parse_profile, profile_matrix
 from tests.data.nifti import write_nifti
 from tests.data.thick import isotropic_texture, thick_volume
 

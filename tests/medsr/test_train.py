@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-
-from common.training.config import load_config
-from medsr.cli import main
-from medsr.intensity import mri_normalization
-from medsr.io import read_volume
-from medsr.training import read_normalized, train_readers
+from srkit.common.training.config import load_config
+from srkit.medsr.cli import main
+from srkit.medsr.intensity import mri_normalization
+from srkit.medsr.io import read_volume
+from srkit.medsr.training import read_normalized, train_readers
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
