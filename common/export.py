@@ -314,14 +314,26 @@ def _export_params(command):
     for decorator in reversed(
         [
             click.argument("model"),
-            click.option("-o", "--output", required=True, type=click.Path(path_type=Path)),
+            click.option(
+                "-o",
+                "--output",
+                required=True,
+                type=click.Path(path_type=Path),
+                help="The .onnx file to write.",
+            ),
             click.option(
                 "--scale", default=None, help="Factor, or one per axis (baselines: default 2)."
             ),
             click.option(
                 "--dims", type=click.IntRange(2, 3), default=None, help="2 or 3 spatial axes."
             ),
-            click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True),
+            click.option(
+                "--opset",
+                type=int,
+                default=DEFAULT_OPSET,
+                show_default=True,
+                help="ONNX opset version.",
+            ),
             click.option("--overwrite", is_flag=True, help="Replace an existing output."),
         ]
     ):

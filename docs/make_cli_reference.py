@@ -41,7 +41,7 @@ traceback and exit code 1.
 def _param_rows(command: click.Command) -> list[str]:
     rows = []
     for param in command.params:
-        if isinstance(param, click.Argument):
+        if isinstance(param, click.Argument) or getattr(param, "hidden", False):
             continue
         names = ", ".join(f"`{n}`" for n in [*param.opts, *param.secondary_opts])
         help_text = (getattr(param, "help", None) or "").replace("|", "\\|").replace("\n", " ")

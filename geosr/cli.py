@@ -292,7 +292,12 @@ main.add_command(export_command())
 @click.option("--scale", default="2", show_default=True, help="Scale of the enhance plan shown.")
 @click.option("--model", default=None, help="Model of the enhance plan shown.")
 @click.option("--bands", default=None, help="Bands of the enhance plan, e.g. 1,2,3.")
-@click.option("--normalize", type=click.Choice(["auto", "dtype", "stats", "none"]), default="auto")
+@click.option(
+    "--normalize",
+    type=click.Choice(["auto", "dtype", "stats", "none"]),
+    default="auto",
+    help="Band scaling: auto, by dtype, by statistics, or none.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 def info(path, scale, model, bands, normalize, as_json, verbose):
@@ -312,7 +317,11 @@ def info(path, scale, model, bands, normalize, as_json, verbose):
 @click.option("-o", "--output", required=True, help="Low-resolution output file.")
 @click.option("--factor", default="2", show_default=True, help="Integer downscaling factor.")
 @click.option(
-    "--kernel", type=click.Choice(["bicubic", "gaussian"]), default="bicubic", show_default=True
+    "--kernel",
+    type=click.Choice(["bicubic", "gaussian"]),
+    default="bicubic",
+    show_default=True,
+    help="Degradation: bicubic, or a Gaussian MTF.",
 )
 @click.option(
     "--mtf", type=float, default=0.3, show_default=True, help="Gaussian MTF at the low-res Nyquist."
@@ -373,6 +382,7 @@ def evaluate(pred, ref, lr, data_range, scale, as_json, as_csv, verbose):
     type=click.Choice(["cnn", "detail-injection", "bicubic"]),
     default="cnn",
     show_default=True,
+    help="Guided CNN, regression plus detail injection, or plain bicubic.",
 )
 @click.option("--model", default=None, help="Guided model for --method cnn (default rs_guided).")
 @click.option("--include-guide", is_flag=True, help="Append the guide bands to the output.")

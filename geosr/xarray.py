@@ -43,6 +43,7 @@ import numpy as np
 import xarray as xr
 from rioxarray.rioxarray import affine_to_coords
 from srkit.common import upscale
+from srkit.common.clipping import ClipRule, clip_in_place, valid_range
 from srkit.common.inference import upscale_planes
 
 from .errors import GeosrError
@@ -90,9 +91,11 @@ class _BlockRunner:
         nodata: float | None,
         out_dtype: str,
         tiling: dict[str, Any],
+        clip_bounds: Sequence[tuple[float, float] | None] = (),
     ) -> None:
         self.model, self.scalings, self.scale, self.radius = model, list(scalings), scale, radius
         self.nodata, self.out_dtype, self.tiling = nodata, out_dtype, tiling
+        self.clip_bounds = list(clip_bounds)
 
     @property
     def per_band(self) -> bool:
@@ -115,7 +118,10 @@ class _BlockRunner:
             sr = upscale(self.model, filled, **self.tiling)
         valid_up = upsample_nearest(valid, s)
         for k, sc in enumerate(self.scalings):
-            values = to_output_dtype(sc.inverse(sr[k]), self.out_dtype, valid_up[k], self.nodata)
+            raw_values = np.asarray(sc.inverse(sr[k]), dtype=np.float64)
+            if self.clip_bounds:  # --clip, before the cast (as geosr.stream)
+                clip_in_place(raw_values, self.clip_bounds[k])
+            values = to_output_dtype(raw_values, self.out_dtype, valid_up[k], self.nodata)
             values[~valid_up[k]] = fill
             out[k] = values
         return out
@@ -223,6 +229,7 @@ class SRAccessor:
         device: str | None = None,
         tile: int | None = None,
         batch_size: int | None = None,
+        clip: str = "auto",
     ) -> xr.DataArray:
         """The array upscaled ``scale`` times, as ``geosr enhance`` would write it.
 
@@ -235,6 +242,10 @@ class SRAccessor:
             dtype: ``None`` keeps the array's dtype (rounded and clipped for integers), or
                 ``"float32"`` (``--dtype``).
             device, tile, batch_size: as for :func:`common.upscale`.
+            clip: ``auto`` (each band's valid range widened by 5 % of its span), ``none``
+                or ``"LO,HI"`` in physical units (``scale_factor``/``add_offset``
+                applied), as ``geosr enhance --clip``; ``auto`` computes a dask array's
+                range first.
 
         Returns:
             A new ``DataArray`` (dask-backed and lazy when the input is), with the new
@@ -278,11 +289,51 @@ class SRAccessor:
         radius = int(max(net.receptive_radius))
         scalings = _band_scalings(da, cube.data, net, nodata, normalize, choice.spec)
         tiling = {"device": target, "tile": tile, "batch_size": batch_size}
-        runner = _BlockRunner(net, scalings, scale, radius, nodata, out_dtype, tiling)
+        bounds = _clip_bounds(da, cube.data, nodata, clip)
+        runner = _BlockRunner(net, scalings, scale, radius, nodata, out_dtype, tiling, bounds)
         data = cube.data
         result = runner.lazy(data) if _is_dask(data) else runner(np.asarray(data))
         with _quiet_affine():
             return _wrap(da, cube, result, band_dim, y_dim, x_dim, scale, out_dtype)
+
+
+def _clip_bounds(
+    da: xr.DataArray, data: Any, nodata: float | None, clip: str
+) -> list[tuple[float, float] | None]:
+    """Per band, ``geosr enhance``'s ``--clip`` bounds in raw (stored) units."""
+    try:
+        rule = ClipRule.parse(clip)
+    except Exception as exc:
+        raise GeosrError(f"sr.enhance: {exc}") from None
+    if rule.mode == "none":
+        return []
+    gain = float(da.attrs.get("scale_factor", 1.0) or 1.0)
+    shift = float(da.attrs.get("add_offset", 0.0) or 0.0)
+    bounds: list[tuple[float, float] | None] = []
+    for k in range(data.shape[0]):
+        low = high = float("nan")
+        if rule.mode == "auto":
+            band = data[k]
+            if _is_dask(band):
+                import dask.array as dsk
+
+                band = band.astype("float64")
+                keep = dsk.isfinite(band)
+                if nodata is not None and not np.isnan(nodata):
+                    keep &= band != nodata
+                masked = dsk.where(keep, band, np.nan)
+                low, high = (float(v) for v in dsk.compute(dsk.nanmin(masked), dsk.nanmax(masked)))
+            else:
+                band = np.asarray(band)
+                low, high = valid_range(band, valid_pixels(band[None], nodata)[0])
+            low, high = sorted((low * gain + shift, high * gain + shift))
+        physical = rule.bounds(low, high)
+        if physical is None:
+            bounds.append(None)
+            continue
+        raw = sorted(((physical[0] - shift) / gain, (physical[1] - shift) / gain))
+        bounds.append((float(raw[0]), float(raw[1])))
+    return bounds
 
 
 @contextlib.contextmanager

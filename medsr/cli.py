@@ -329,7 +329,12 @@ def evaluate(
 @main.command("info")
 @click.argument("scan")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--trust", type=click.Choice(["sform", "qform"]), default=None)
+@click.option(
+    "--trust",
+    type=click.Choice(["sform", "qform"]),
+    default=None,
+    help="Which NIfTI transform wins when sform and qform disagree.",
+)
 @click.option("--series", default=None, help="DICOM SeriesInstanceUID (or prefix / SeriesNumber).")
 def info(scan: str, as_json: bool, trust: str | None, series: str | None) -> None:
     """Spacing, orientation, shape, modality, thick axis and what enhance would do."""

@@ -6,18 +6,9 @@ exports any of them to ONNX (the same ``export`` subcommand the front ends carry
 
 from __future__ import annotations
 
-import click
-
-from srkit.common.cli import format_models, make_group
+from srkit.common.cli import make_group, models_command
 from srkit.common.export import export_command
 
 main = make_group("srkit", "Super-resolution toolkit: shared commands of medsr and geosr.")
-
-
-@main.command("models")
-def models() -> None:
-    """List every shipped model (all domains) and the interpolation baselines."""
-    click.echo(format_models(("mri", "ct", "rs", "natural")))
-
-
+main.add_command(models_command(("mri", "ct", "rs", "natural")))  # every domain, --json
 main.add_command(export_command())

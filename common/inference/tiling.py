@@ -171,7 +171,14 @@ def _prepare_model(model: SRModule, scale, dims: int) -> SRModule:
     try:
         return model.at_scale(scale, dims)
     except ScaleError as exc:
-        raise TilingError(str(exc)) from None
+        hint = ""
+        if model.dims == 2 and dims == 3:
+            hint = (
+                "; run a 2D model on a volume plane by plane with"
+                " srkit.common.inference.upscale_planes(model, volume), or use"
+                " srkit.medsr.enhance_image, which picks the planes from the geometry"
+            )
+        raise TilingError(f"{exc}{hint}") from None
 
 
 def _plan(image_size, roi, halo) -> list[Window]:
@@ -313,8 +320,13 @@ def upscale(
     if tensor.is_complex():
         raise TilingError(f"complex-valued arrays are not supported, got {tensor.dtype}")
     if not tensor.is_floating_point():
-        raise TypeError(
-            f"upscale needs a float array in the model's normalized range, got {tensor.dtype}"
+        low, high = model.card.input_range
+        kind = str(array.dtype).replace("torch.", "")
+        raise TilingError(
+            f"upscale takes float values in the model's input range [{low:g}, {high:g}], got a"
+            f" {kind} array: scale it first (e.g. array.astype('float32') / 255 for 8-bit"
+            " data), or use srkit.geosr.enhance_array / srkit.medsr.enhance_image, which"
+            " normalize and restore the units for you"
         )
     if tensor.ndim not in (3, 4):
         raise TilingError(f"expected (C, H, W) or (C, D, H, W), got shape {tuple(tensor.shape)}")

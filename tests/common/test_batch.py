@@ -132,6 +132,16 @@ def test_remove_partials_removes_only_the_targets_temporaries(tmp_path):
     ]
 
 
+class SlowEnhanceTask(EnhanceTask):
+    """A file that takes 1.5 s more: while the first result travels to the client, each
+    single-thread worker is still inside its second file at most, so the bound on what
+    gets written after Ctrl-C does not depend on how loaded the machine is."""
+
+    def run(self, job, overwrite, record):
+        time.sleep(1.5)
+        super().run(job, overwrite, record)
+
+
 class InterruptingTask(EnhanceTask):
     """Writes its output, then Ctrl-C arrives while the next file is being written."""
 
@@ -296,7 +306,7 @@ def test_ctrl_c_on_the_scheduler_cancels_pending_files_and_leaves_no_partial_out
         raise KeyboardInterrupt  # Ctrl-C as the first file ends
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(EnhanceTask(), jobs, scheduler=address, on_result=interrupt)
+        run_batch(SlowEnhanceTask(), jobs, scheduler=address, on_result=interrupt)
     with Client(address, timeout="10s") as client:  # let started tasks end
         # A cancelled task that had started keeps running on its worker (the scheduler has
         # already forgotten it), so ask the workers, whose count includes such tasks.
@@ -309,7 +319,8 @@ def test_ctrl_c_on_the_scheduler_cancels_pending_files_and_leaves_no_partial_out
             time.sleep(0.1)
         assert running() == 0
     written = sorted(p.name for p in tmp_path.glob("*.nii.gz"))
-    assert len(seen) == 1 and 1 <= len(written) <= 3  # the rest was cancelled
+    # each worker finishes the file it is in and may have started one more: at most 4 of 8
+    assert len(seen) == 1 and 1 <= len(written) <= 4  # the rest was cancelled
     assert partials(tmp_path) == []
     for name in written:  # whole outputs, each with its sidecar
         assert sidecar_path(tmp_path / name).exists()

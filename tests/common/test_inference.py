@@ -205,11 +205,19 @@ def test_larger_overlap_is_still_exact(srcnn2d, image):
         upscale(srcnn2d, image, tile=18, overlap=9)
 
 
-def test_integer_input_is_refused(srcnn2d):
-    with pytest.raises(TypeError, match="float array"):
+def test_integer_input_is_refused_with_what_to_do(srcnn2d):
+    """An integer array is one user error (an SRKitError) naming the numpy dtype, the
+    model's range and the way out, not a TypeError about torch dtypes."""
+    with pytest.raises(TilingError, match=r"got a uint8 array: scale it first .* / 255") as e:
         upscale(srcnn2d, np.zeros((1, 20, 20), dtype=np.uint8))
-    with pytest.raises(TypeError, match="float array"):
+    assert "torch" not in str(e.value) and "enhance_array" in str(e.value)
+    with pytest.raises(TilingError, match=r"input range \[0, 1\], got a int16 array"):
         upscale(srcnn2d, torch.zeros(1, 20, 20, dtype=torch.int16))
+
+
+def test_a_2d_model_on_a_volume_points_to_the_plane_path():
+    with pytest.raises(TilingError, match=r"2D but the array has 3 spatial axes; .*upscale_planes"):
+        upscale("mri_smore_x2", np.zeros((1, 8, 8, 8), np.float32))
 
 
 def test_wrong_shapes_are_refused(srcnn2d, image):
