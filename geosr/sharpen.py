@@ -790,6 +790,14 @@ def self_supervised_arrays(
             f"too small for self-supervised fine-tuning ({crop_w}x{crop_h} coarse pixels at "
             f"ratio {r}); the pretrained model is used"
         )
+    # Wald's reduction needs whole coarse pixels of the reduced grid: cut the crop to a
+    # multiple of the ratio (the fine-tuning only needs a representative part of the scene)
+    crop_h, crop_w = (crop_h // r) * r, (crop_w // r) * r
+    coarse, valid = coarse[:, :crop_h, :crop_w], valid[:, :crop_h, :crop_w]
+    guides, guide_valid = (
+        guides[:, : crop_h * r, : crop_w * r],
+        guide_valid[: crop_h * r, : crop_w * r],
+    )
     valid_all = valid.all(axis=0) & coarse_validity(guide_valid, r)
     coarse = fill_invalid(coarse, valid, passes=8)
     g = fill_invalid(guides, guide_valid[None], passes=8 * r)

@@ -393,3 +393,21 @@ def test_batch_of_products_on_a_local_cluster(tmp_path):
             assert np.array_equal(a.read(), b.read())
     rows = (out / "batch_report.csv").read_text().splitlines()
     assert len(rows) == 3 and all(",ok," in row for row in rows[1:])
+
+
+def test_self_supervised_fine_tuning_takes_a_crop_not_divisible_by_the_ratio():
+    """A 61 x 62 coarse crop at ratio 3 (the benchmark's held-out scenes are any size): the
+    reduced grid is cut to whole pixels instead of failing on mismatched shapes."""
+    from srkit.common.models import load_model
+    from srkit.geosr.sharpen import self_supervised_arrays
+
+    rng = np.random.default_rng(0)
+    r = 3
+    guides = rng.random((2, 61 * r, 62 * r)).astype(np.float32)
+    coarse = guides[:, ::r, ::r][:1].copy()
+    valid = np.ones(coarse.shape, bool)
+    model = load_model("rs_guided")
+    tuned, note = self_supervised_arrays(
+        coarse, valid, guides, np.ones(guides.shape[1:], bool), r, model, budget=0.5
+    )
+    assert "too small" not in note and tuned is not None
