@@ -131,6 +131,16 @@ def format_models(domains: Sequence[str]) -> str:
     )
 
 
+def batch_size_option():
+    """``--batch-size``, one meaning in every command: windows per forward pass."""
+    return click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Windows per forward pass (default 1); more helps on a GPU, same result.",
+    )
+
+
 def format_models_json(domains: Sequence[str], methods: Mapping[str, str] | None = None) -> str:
     """``models --json`` of every command: the cards of the shipped models of ``domains``
     and of the interpolation baselines, ``{"models": [card, ...], "baselines": [card,

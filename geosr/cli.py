@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from srkit.common.batch import cluster_options
-from srkit.common.cli import EXIT_USAGE, make_group, models_command
+from srkit.common.cli import EXIT_USAGE, batch_size_option, make_group, models_command
 from srkit.common.clipping import ClipRule
 from srkit.common.export import export_command
 from srkit.common.inference.backends import backend_option
@@ -129,12 +129,7 @@ def _expand_inputs(inputs: tuple[str, ...]) -> tuple[list[Path], bool]:
     default=None,
     help="Input pixels per window and axis, halo included, as in medsr (the core is rounded to whole output blocks).",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Windows per forward pass (default 1); more helps on a GPU, same result.",
-)
+@batch_size_option()
 @backend_option()
 @click.option(
     "--device", default=None, help="cpu, cuda, cuda:N or mps (default CUDA when available)."

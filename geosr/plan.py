@@ -401,17 +401,24 @@ def clip_plan(
     ranges = valid_ranges(src, bands, layout, name) if rule.mode == "auto" else None
     bounds, texts = [], []
     for k, b in enumerate(bands):
-        gain = src.scales[b - 1] or 1.0
-        shift = src.offsets[b - 1] or 0.0
-        if ranges is None:
-            physical = rule.bounds(float("nan"), float("nan"))
-        else:
-            low, high = sorted((ranges[k][0] * gain + shift, ranges[k][1] * gain + shift))
-            physical = rule.bounds(low, high)
+        raw_range = ranges[k] if ranges is not None else (float("nan"), float("nan"))
+        physical, raw = band_clip_bounds(
+            rule, raw_range, src.scales[b - 1] or 1.0, src.offsets[b - 1] or 0.0
+        )
         texts.append(f"b{b}: {rule.describe(physical)}")
-        if physical is None:
-            bounds.append(None)
-            continue
-        raw = sorted(((physical[0] - shift) / gain, (physical[1] - shift) / gain))
-        bounds.append((float(raw[0]), float(raw[1])))
+        bounds.append(raw)
     return bounds, "; ".join(texts)
+
+
+def band_clip_bounds(
+    rule: ClipRule, raw_range: tuple[float, float], gain: float, shift: float
+) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """One band's ``--clip`` bounds, ``(physical, raw)``: the rule applies in physical
+    units (``raw * gain + shift``, GDAL scale/offset) to the band's valid ``raw_range``
+    (NaN when not measured), and the bounds go back to raw (stored) units for the cast."""
+    low, high = sorted((raw_range[0] * gain + shift, raw_range[1] * gain + shift))
+    physical = rule.bounds(low, high)
+    if physical is None:
+        return None, None
+    raw = sorted(((physical[0] - shift) / gain, (physical[1] - shift) / gain))
+    return physical, (float(raw[0]), float(raw[1]))

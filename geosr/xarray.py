@@ -51,7 +51,7 @@ from .georef import output_transform
 from .masks import fill_invalid, upsample_nearest
 from .models import ModelChoice, default_model, prepare_model
 from .normalize import BandScaling, band_scaling, range_warnings, to_output_dtype
-from .plan import check_device, check_scale
+from .plan import band_clip_bounds, check_device, check_scale
 from .raster import percentile_range
 from .stream import fill_value
 
@@ -326,13 +326,7 @@ def _clip_bounds(
             else:
                 band = np.asarray(band)
                 low, high = valid_range(band, valid_pixels(band[None], nodata)[0])
-            low, high = sorted((low * gain + shift, high * gain + shift))
-        physical = rule.bounds(low, high)
-        if physical is None:
-            bounds.append(None)
-            continue
-        raw = sorted(((physical[0] - shift) / gain, (physical[1] - shift) / gain))
-        bounds.append((float(raw[0]), float(raw[1])))
+        bounds.append(band_clip_bounds(rule, (low, high), gain, shift)[1])
     return bounds
 
 

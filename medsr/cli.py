@@ -8,7 +8,7 @@ import warnings
 
 import click
 from srkit.common.batch import cluster_options
-from srkit.common.cli import format_models, format_models_json, make_group
+from srkit.common.cli import batch_size_option, format_models, format_models_json, make_group
 from srkit.common.export import export_command
 from srkit.common.inference.backends import backend_option
 from srkit.common.training.cli import make_train_command
@@ -127,12 +127,7 @@ def _parse_options(target: str, options: dict) -> dict:
     default=None,
     help="Input voxels per window and axis, halo included, as in geosr.",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Windows per forward pass (default 1); more helps on a GPU, same result.",
-)
+@batch_size_option()
 @backend_option()
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
