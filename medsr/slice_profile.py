@@ -6,23 +6,26 @@ selection), of full width at half maximum ``fwhm_mm``. Slices sit ``spacing_mm``
 FWHM below the spacing is a gap, above it an overlap.
 
 :func:`estimate_profile` finds the profile from the scan alone, by the idea behind SMORE
-and ECLARE: the object looks the same along every axis, so the scan's fine in-plane lines,
-degraded with the right profile and sampled at the slice spacing, must have the same power
-spectrum as its through-plane lines. For each candidate (kind, FWHM) it degrades the
-in-plane lines, and keeps the candidate whose mean periodogram matches the through-plane
-one best in log power. Both sides low-pass the third axis alike (a Gaussian of
-:data:`THIRD_AXIS_SIGMA` slices): the in-plane lines of a thick-slice scan are themselves
-averaged through the slice, and comparing them as they are biases the fit; low-passing the
-through-plane side along the in-plane axis, and the in-plane side along the slice axis,
-compares the same slab of the object's spectrum on both sides (by isotropy).
+and ECLARE: the object looks statistically the same along every axis. Take a plane that
+holds the thick axis and one fine in-plane axis. Along the thick axis it is blurred by the
+true profile and sampled at the slice spacing; degrade the fine axis with a candidate
+profile and sample it at the slice spacing too. With the right candidate both axes of the
+plane have gone through the same blur and sampling, so (by isotropy) its power spectrum
+along the fine axis equals its spectrum along the thick one; the estimate is the
+candidate whose two mean periodograms (over planes drawn evenly through the volume, both
+in-plane axes) match best in log power. Each side carries the other's blur, so no
+correction for the in-plane lines being averaged through the slice is needed.
 
-What it measures well, and what not (generated isotropic volumes, tests/medsr): the width
-is found within 10 % when the kind is known; the *kind* is not identifiable from one scan
-(a box and a Gaussian of equal variance give almost the same spectrum), so
+What it measures well, and what not (generated isotropic volumes, tests/medsr; held-out
+brain MRI, benchmarks/medsr_selfsup.py): the width is found within 10 % when the kind is
+known; the *kind* is not identifiable from one scan (a box and a Gaussian of matched
+spectra below the slice Nyquist frequency fit almost equally well), so
 :mod:`medsr.self_supervised` takes the kind from the modality unless ``--profile`` gives
-it. Noise is assumed well below the signal at the slice Nyquist frequency (through-plane
-noise is not averaged by the profile; the simulation's is), which biases the FWHM low on
-very noisy scans. A DICOM SliceThickness, when given, fixes the FWHM.
+it. It measures the scan's *effective* through-plane blur: a reference volume that is
+itself blurrier along one axis adds to it. Noise is assumed well below the signal at the
+slice Nyquist frequency (noise added after the slice selection is white along the thick
+axis but blurred along the degraded one), which biases the FWHM low on very noisy scans.
+A DICOM SliceThickness, when given, fixes the FWHM.
 
 :func:`profile_matrix` is the degradation itself, on a fine grid and with any (also
 non-integer) step; :mod:`medsr.self_supervised` builds its training pairs with it.
@@ -45,8 +48,7 @@ KINDS = ("gaussian", "box")
 FWHM_RANGE = (0.3, 1.6)
 FWHM_STEPS = 27  # candidates per kind: a coarse grid, then a fine one about its best
 FWHM_COARSE = 14
-MAX_LINES = 12000  # per direction: enough for a smooth mean periodogram
-THIRD_AXIS_SIGMA = 1.5  # slices: the low-pass of the axis both spectra integrate over
+THIRD_SAMPLES = 48  # planes drawn (evenly) along the axis normal to each plane pair
 MIN_SLICES = 8  # fewer through-plane samples give no usable spectrum
 
 
@@ -178,14 +180,6 @@ def _periodogram(lines: np.ndarray) -> np.ndarray:
     return power.mean(axis=0)[1:]
 
 
-def _rows(x: np.ndarray, axis: int, rng: np.random.Generator) -> np.ndarray:
-    """Every run of ``x`` along ``axis`` as a row (at most :data:`MAX_LINES`, drawn)."""
-    rows = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
-    if len(rows) > MAX_LINES:
-        rows = rows[np.sort(rng.choice(len(rows), MAX_LINES, replace=False))]
-    return rows.astype(np.float64)
-
-
 def _foreground_box(x: np.ndarray) -> tuple[slice, ...]:
     """The bounding box of voxels above 10 % of the 99th percentile (all of x if none)."""
     inside = x > 0.1 * np.percentile(x, 99)
@@ -200,7 +194,24 @@ def _foreground_box(x: np.ndarray) -> tuple[slice, ...]:
 
 def _misfit(simulated: np.ndarray, observed: np.ndarray) -> float:
     """RMS difference of log power, frequency bins weighted alike."""
-    return float(np.sqrt(np.mean((np.log(observed) - np.log(simulated)) ** 2)))
+    tiny = 1e-30
+    return float(np.sqrt(np.mean((np.log(observed + tiny) - np.log(simulated + tiny)) ** 2)))
+
+
+def _centre(n: int, length: int) -> slice:
+    start = (n - length) // 2
+    return slice(start, start + length)
+
+
+def _asymmetry(planes: np.ndarray, matrix: np.ndarray) -> float:
+    """How far ``planes`` (third, fine, thick), degraded along the fine axis by
+    ``matrix``, are from having the same spectrum along both axes (see the module doc)."""
+    degraded = np.matmul(matrix, planes)  # (third, coarse, thick)
+    length = min(degraded.shape[1], degraded.shape[2])
+    square = degraded[:, _centre(degraded.shape[1], length), _centre(degraded.shape[2], length)]
+    along_fine = _periodogram(np.swapaxes(square, 1, 2).reshape(-1, length))
+    along_thick = _periodogram(square.reshape(-1, length))
+    return _misfit(along_fine, along_thick)
 
 
 def estimate_profile(
@@ -220,11 +231,13 @@ def estimate_profile(
         kind, fwhm_mm: fix either or both (``--profile``); both given: nothing is fitted.
         header_thickness: a DICOM SliceThickness in mm: fixes the FWHM (unless
             ``fwhm_mm`` does), and only the kind is fitted.
+        seed: unused (the estimate is deterministic); kept for callers that pass it.
 
     Raises:
         MedsrError: too few slices (< :data:`MIN_SLICES`) to estimate anything; give
             ``--profile`` then.
     """
+    del seed
     spacing = [float(s) for s in spacing]
     slice_mm = spacing[thick_axis]
     if kind is not None and fwhm_mm is not None:
@@ -240,31 +253,19 @@ def estimate_profile(
             f"only {n_slices} slices: too few to estimate the slice profile; give"
             " --profile KIND:FWHM_MM"
         )
-    from scipy.ndimage import gaussian_filter1d
-
-    rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.float32)[_foreground_box(np.asarray(x))]
     n_slices = x.shape[thick_axis]
-    # the third axis low-passed alike on both sides (see the module docstring)
-    third_mm = THIRD_AXIS_SIGMA * slice_mm
-    pairs = []
+    setups = []  # per in-plane axis: (planes (third, fine, thick), slice step, fine mm)
     for axis in (a for a in range(3) if a != thick_axis):
-        ratio = slice_mm / spacing[axis]
-        n = min(n_slices, int(math.floor(x.shape[axis] / ratio + 1e-9)))
-        if n < MIN_SLICES:
+        step = slice_mm / spacing[axis]
+        if math.floor(x.shape[axis] / step + 1e-9) < MIN_SLICES:
             continue
-        length = min(x.shape[axis], int(math.ceil(n * ratio - 1e-9)))
-        n = int(math.floor(length / ratio + 1e-9))  # what profile_matrix will make
-        start_t = (n_slices - n) // 2
-        start_a = (x.shape[axis] - length) // 2
-        observed = gaussian_filter1d(x, third_mm / spacing[axis], axis=axis, mode="reflect")
-        observed = np.take(observed, range(start_t, start_t + n), axis=thick_axis)
-        base = gaussian_filter1d(x, THIRD_AXIS_SIGMA, axis=thick_axis, mode="reflect")
-        base = np.take(base, range(start_a, start_a + length), axis=axis)
-        pairs.append(
-            (_periodogram(_rows(observed, thick_axis, rng)), _rows(base, axis, rng), ratio, axis)
-        )
-    if not pairs:
+        third = 3 - thick_axis - axis
+        keep = np.unique(np.linspace(0, x.shape[third] - 1, min(THIRD_SAMPLES, x.shape[third])))
+        planes = np.take(x, keep.round().astype(int), axis=third)
+        planes = np.moveaxis(planes, (third, axis, thick_axis), (0, 1, 2)).astype(np.float64)
+        setups.append((np.ascontiguousarray(planes), step, spacing[axis]))
+    if not setups:
         raise MedsrError("the in-plane axes are too short to estimate the slice profile")
     kinds = [kind] if kind is not None else list(KINDS)
     results: dict[tuple[str, float], float] = {}
@@ -274,14 +275,8 @@ def estimate_profile(
             results[(k, f)] = float(
                 np.mean(
                     [
-                        _misfit(
-                            _periodogram(
-                                lines
-                                @ profile_matrix(lines.shape[1], ratio, f / spacing[axis], k).T
-                            ),
-                            observed,
-                        )
-                        for observed, lines, ratio, axis in pairs
+                        _asymmetry(planes, profile_matrix(planes.shape[1], step, f / mm, k))
+                        for planes, step, mm in setups
                     ]
                 )
             )
@@ -307,6 +302,6 @@ def estimate_profile(
     fit = {
         "misfit": round(best_score, 5),
         "misfit_per_kind": per_kind,
-        "lines": int(sum(len(lines) for _, lines, _, _ in pairs)),
+        "planes": int(sum(len(planes) for planes, _, _ in setups)),
     }
     return SliceProfile(best_kind, best_fwhm, slice_mm, source, fit)
