@@ -323,7 +323,7 @@ def adapt(
     )
     best, best_psnr, steps, checks_since = copy.deepcopy(net.state_dict()), start_psnr, 0, 0
     fresh = origin.startswith("new")
-    lr0 = learning_rate or (5e-4 if fresh else 1e-4)
+    lr0 = learning_rate or (5e-4 if fresh else 3e-4)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr0)
     criterion = torch.nn.L1Loss() if loss == "l1" else torch.nn.MSELoss()
     check_every = max(2.0, seconds / 40)
