@@ -160,7 +160,8 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
         lr.shape, lr.affine, scale=tuple(factor if a == axis else 1 for a in range(3))
     )
     true_fwhm = factor * spacing - gap_mm
-    methods = ["default", *(f"selfsup {int(b)}s" for b in args.budgets)]
+    tail = "" if args.adapt_profile == "auto" else f" {args.adapt_profile}"
+    methods = ["default", *(f"selfsup {int(b)}s{tail}" for b in args.budgets)]
     if args.eclare:
         methods += [f"eclare {int(b)}s" for b in args.budgets[-1:]]
     if args.eclare_defaults:
@@ -179,7 +180,9 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
             pred = enhance_volume(lr, plan).volume
         elif method.startswith("selfsup"):
             budget = float(method.split()[1][:-1])
-            model = adapt(lr, plan, budget=budget, progress=args.progress)
+            model = adapt(
+                lr, plan, budget=budget, profile=args.adapt_profile, progress=args.progress
+            )
             pred = enhance_volume(lr, plan, model=model).volume
             record = model.adaptation
             row.update(
@@ -300,6 +303,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profiles", nargs="+", default=["box"])
     parser.add_argument("--gaps", type=float, nargs="+", default=[0.0], help="gap / spacing")
     parser.add_argument("--budgets", type=float, nargs="+", default=[120, 300, 600])
+    parser.add_argument(
+        "--adapt-profile",
+        default="auto",
+        help="--profile for the self-supervised runs (auto; or e.g. box, box:3.52 to test"
+        " a given kind or width)",
+    )
     parser.add_argument("--eclare", action="store_true", help="ECLARE at the largest budget")
     parser.add_argument("--eclare-defaults", action="store_true")
     parser.add_argument("--eclare-rate", type=float, default=15.6, help="its patches/s here")
