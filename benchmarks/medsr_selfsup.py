@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 from srkit.common.io import atomic_output, atomic_write_text
 from srkit.medsr.enhance import enhance_volume
-from srkit.medsr.evaluate import evaluate_volumes
-from srkit.medsr.geometry import fov_corners, voxel_sizes
+from srkit.medsr.evaluate import evaluate_volumes, grid_distance
+from srkit.medsr.geometry import voxel_sizes
 from srkit.medsr.io import Volume, read_volume
 from srkit.medsr.plan import plan_enhance
 from srkit.medsr.self_supervised import adapt
@@ -82,13 +82,6 @@ def load_case(name: str, factor: int, data_root: Path) -> tuple[Volume, int]:
     hr = read_volume(data_root / path)
     hr = crop_to_factor(hr, [axis], factor)
     return (invert_contrast(hr) if inverted else hr), axis
-
-
-def grid_offset(a: Volume, b: Volume) -> float:
-    """Largest distance (mm) between the field-of-view corners of two grids (inf: shapes)."""
-    if a.shape != b.shape:
-        return float("inf")
-    return float(np.abs(fov_corners(a.affine, a.shape) - fov_corners(b.affine, b.shape)).max())
 
 
 def score(pred: Volume, hr: Volume, lr: Volume, axis: int) -> dict:
@@ -203,7 +196,7 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
             pred, _ = run_eclare(lr, n)
             # scored on its own grid (its header): a grid off ours fails the evaluation
             ours = enhance_volume(lr, plan, model="bspline").volume
-            row["grid_offset_mm"] = round(grid_offset(pred, ours), 4)
+            row["grid_offset_mm"] = round(grid_distance(pred, ours), 4)
             row["n_patches"] = n
         row["seconds"] = round(time.perf_counter() - start, 1)
         row.update(score(pred, hr, lr, axis))

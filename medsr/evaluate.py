@@ -35,7 +35,8 @@ def otsu_mask(values: np.ndarray) -> np.ndarray:
     return finite & (values > threshold)
 
 
-def _same_grid(a: Volume, b: Volume) -> float:
+def grid_distance(a: Volume, b: Volume) -> float:
+    """Largest distance (mm) between the field-of-view corners of two grids (inf: shapes)."""
     if a.shape != b.shape:
         return math.inf
     return float(np.abs(fov_corners(a.affine, a.shape) - fov_corners(b.affine, b.shape)).max())
@@ -113,7 +114,7 @@ def evaluate_volumes(
     ref = _crop_to(ref, pred)
     if mask is not None:
         mask = np.asarray(mask)[: ref.shape[0], : ref.shape[1], : ref.shape[2]]
-    gap = _same_grid(pred, ref)
+    gap = grid_distance(pred, ref)
     if gap > GRID_TOLERANCE_MM:
         raise MedsrError(
             f"prediction grid {pred.shape} does not match the reference {ref.shape}"

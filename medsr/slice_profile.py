@@ -222,7 +222,6 @@ def estimate_profile(
     kind: str | None = None,
     fwhm_mm: float | None = None,
     header_thickness: float | None = None,
-    seed: int = 0,
 ) -> SliceProfile:
     """The slice profile along ``thick_axis`` of ``x`` (a normalized ``(X, Y, Z)`` array).
 
@@ -231,13 +230,11 @@ def estimate_profile(
         kind, fwhm_mm: fix either or both (``--profile``); both given: nothing is fitted.
         header_thickness: a DICOM SliceThickness in mm: fixes the FWHM (unless
             ``fwhm_mm`` does), and only the kind is fitted.
-        seed: unused (the estimate is deterministic); kept for callers that pass it.
 
     Raises:
         MedsrError: too few slices (< :data:`MIN_SLICES`) to estimate anything; give
             ``--profile`` then.
     """
-    del seed
     spacing = [float(s) for s in spacing]
     slice_mm = spacing[thick_axis]
     if kind is not None and fwhm_mm is not None:
