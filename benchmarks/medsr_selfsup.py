@@ -34,7 +34,7 @@ there, so a long run resumes. Run::
     .venv/bin/python -m benchmarks.medsr_selfsup --eclare                # adds ECLARE
     .venv/bin/python -m benchmarks.medsr_selfsup --slices 10 --budgets 120   # failure modes:
     .venv/bin/python -m benchmarks.medsr_selfsup --motion 1.0 --budgets 120  # few slices, motion
-    .venv/bin/python -m benchmarks.medsr_selfsup --real --figure docs/figures/medsr_selfsup_t2w.png
+    .venv/bin/python -m benchmarks.medsr_selfsup --real --figure benchmarks/out/medsr_selfsup_t2w.png
 """
 
 from __future__ import annotations
