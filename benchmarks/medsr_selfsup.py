@@ -35,6 +35,16 @@ there, so a long run resumes. Run::
     .venv/bin/python -m benchmarks.medsr_selfsup --slices 10 --budgets 120   # failure modes:
     .venv/bin/python -m benchmarks.medsr_selfsup --motion 1.0 --budgets 120  # few slices, motion
     .venv/bin/python -m benchmarks.medsr_selfsup --real --figure benchmarks/out/medsr_selfsup_t2w.png
+    .venv/bin/python -m benchmarks.medsr_selfsup --budgets 300 --adapt-option loss=mse  # a knob
+    .venv/bin/python -m benchmarks.medsr_selfsup --anisotropy mri_nifti/stroke_T1.nii.gz  # own blur
+
+``--adapt-option KEY=VALUE`` passes ``loss``, ``batch_size`` or ``learning_rate`` to
+:func:`~medsr.self_supervised.adapt`, or sets its patch side (``patch``), for the
+self-supervised runs (their method names carry it). ``--anisotropy`` prints, for each
+reference volume, the share of its power in the upper half of the frequency band along
+each axis (foreground box, mean Hann-windowed periodogram of the lines): a reference that
+is natively blurrier along the simulated thick axis than in-plane scores a method that
+restores in-plane sharpness there as an error.
 """
 
 from __future__ import annotations
@@ -50,7 +60,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import find_objects
+from scipy.signal import periodogram
 from srkit.common.io import atomic_output, atomic_write_text
+from srkit.medsr import self_supervised
 from srkit.medsr.enhance import enhance_volume
 from srkit.medsr.evaluate import evaluate_volumes, grid_distance, otsu_mask
 from srkit.medsr.geometry import voxel_sizes
@@ -211,6 +224,7 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
     )
     true_fwhm = factor * spacing - gap_mm
     tail = "" if args.adapt_profile == "auto" else f" {args.adapt_profile}"
+    tail += "".join(f" {k}={v}" for k, v in args.adapt_option)
     methods = ["default", *(f"selfsup {int(b)}s{tail}" for b in args.budgets)]
     if args.eclare:
         methods += [f"eclare {int(b)}s" for b in args.budgets[-1:]]
@@ -230,9 +244,20 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
             pred = enhance_volume(lr, plan).volume
         elif method.startswith("selfsup"):
             budget = float(method.split()[1][:-1])
-            model = adapt(
-                lr, plan, budget=budget, profile=args.adapt_profile, progress=args.progress
-            )
+            options = dict(args.adapt_option)
+            patch = int(options.pop("patch", self_supervised.PATCH))
+            saved, self_supervised.PATCH = self_supervised.PATCH, patch
+            try:
+                model = adapt(
+                    lr,
+                    plan,
+                    budget=budget,
+                    profile=args.adapt_profile,
+                    progress=args.progress,
+                    **options,
+                )
+            finally:
+                self_supervised.PATCH = saved
             pred = enhance_volume(lr, plan, model=model).volume
             record = model.adaptation
             row.update(
@@ -345,6 +370,50 @@ def figure(lr: Volume, outputs: dict, axis: int, path: Path) -> None:
     print(f"wrote {path}")
 
 
+ADAPT_OPTIONS = {"loss": str, "batch_size": int, "learning_rate": float, "patch": int}
+
+
+def adapt_option(text: str) -> tuple[str, object]:
+    """``--adapt-option KEY=VALUE``, typed."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in ADAPT_OPTIONS:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, KEY one of {list(ADAPT_OPTIONS)}")
+    return key, ADAPT_OPTIONS[key](value)
+
+
+def high_band_share(x: np.ndarray) -> list[float]:
+    """Per axis: the share of the (mean, Hann-windowed) line power in the band's upper half.
+
+    Lines are cut to the shortest axis's length about their centre, so every axis is
+    measured over the same number of samples.
+    """
+    n = min(x.shape)
+    shares = []
+    for axis in range(x.ndim):
+        lines = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        start = (x.shape[axis] - n) // 2
+        power = periodogram(lines[:, start : start + n], window="hann", axis=-1)[1].mean(0)[1:]
+        shares.append(float(power[len(power) // 2 :].sum() / power.sum()))
+    return shares
+
+
+def anisotropy(args) -> None:
+    """Each reference's native sharpness along each axis (see the module doc)."""
+    print("| volume | thick axis | upper-half-band power share per axis | thick / max |")
+    print("|---|---:|---|---:|")
+    cases = [(name, *load_case(name, 1, args.data)) for name in args.volumes]
+    for path in args.anisotropy:
+        volume = read_volume(args.data / path)
+        cases.append((path, volume, None, otsu_mask(volume.data)))
+    for name, volume, axis, mask in cases:
+        x = volume.data[find_objects(mask.astype(np.int8))[0]].astype(np.float64)
+        shares = high_band_share(x / np.percentile(x, 99))
+        text = ", ".join(f"{s:.2e}" for s in shares)
+        ratio = "" if axis is None else f"{shares[axis] / max(shares):.2f}"
+        sizes = ", ".join(f"{v:.2f}" for v in voxel_sizes(volume.affine))
+        print(f"| {name} ({sizes} mm) | {'' if axis is None else axis} | {text} | {ratio} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
@@ -358,6 +427,21 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         help="--profile for the self-supervised runs (auto; or e.g. box, box:3.52 to test"
         " a given kind or width)",
+    )
+    parser.add_argument(
+        "--adapt-option",
+        type=adapt_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"for the self-supervised runs: {', '.join(ADAPT_OPTIONS)}",
+    )
+    parser.add_argument(
+        "--anisotropy",
+        nargs="*",
+        default=None,
+        metavar="PATH",
+        help="each reference's own sharpness per axis (and that of these files under --data)",
     )
     parser.add_argument("--eclare", action="store_true", help="ECLARE at the largest budget")
     parser.add_argument("--eclare-defaults", action="store_true")
@@ -389,6 +473,10 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         sys.exit(f"error: unknown volume(s) {unknown}; choose from {list(VOLUMES)}")
     require_shared(*dict.fromkeys(VOLUMES[v][0] for v in args.volumes), root=args.data)
+    if args.anisotropy is not None:
+        require_shared(*args.anisotropy, root=args.data)
+        anisotropy(args)
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
     rows = []
