@@ -266,6 +266,8 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
                 fallback=record["fallback"],
                 holdout_gain_db=record["holdout_gain_db"],
                 adapt_s=record["seconds"],
+                precision=record.get("precision"),
+                steps_per_s=record.get("precision_timing", {}).get("steps_per_s"),
             )
         else:
             budget = None if method == "eclare defaults" else float(method.split()[1][:-1])

@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from srkit.common.degradation import thick_slice
 from srkit.medsr import self_supervised as ss
@@ -123,9 +124,30 @@ def test_adaptation_beats_the_pretrained_model_on_an_unseen_profile(texture):
     assert abs(record["profile"]["fwhm_mm"] / 6.0 - 1) <= 0.15
     assert not record["fallback"] and record["holdout_gain_db"] > 0
     assert model.card.name == "mri_smore_x4_selfsup"
+    # "auto" precision timed both on this CPU and kept bf16 only where it was faster
+    rates = record["precision_timing"]["steps_per_s"]
+    faster = rates["bf16"] >= ss.BF16_MIN_SPEEDUP * rates["fp32"]
+    assert record["precision"] == ("bf16 autocast" if faster else "fp32")
     adapted = enhance_volume(volume, plan, model=model)
     gain = _psnr(adapted.volume.data, texture) - _psnr(default.volume.data, texture)
     assert gain >= 0.3, f"self-supervised gain over the default only {gain:.2f} dB"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_either_precision_adapts_and_returns_an_fp32_model(texture, precision):
+    """Forced bf16 autocast (any CPU: slow without native bf16, still right) and fp32."""
+    data, affine = thick_volume(texture, 4, "gaussian", fwhm=6.0)
+    volume = Volume(data=data, affine=affine, modality="mri")
+    plan = plan_enhance(volume.shape, volume.affine)
+    model = ss.adapt(volume, plan, budget=10, profile="gaussian:6", precision=precision)
+    record = model.adaptation
+    assert record["precision"] == {"bf16": "bf16 autocast", "fp32": "fp32"}[precision]
+    assert "precision_timing" not in record
+    assert not record["fallback"] and record["holdout_gain_db"] > 0.1
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    default = enhance_volume(volume, plan).volume.data
+    adapted = enhance_volume(volume, plan, model=model).volume.data
+    assert _psnr(adapted, texture) > _psnr(default, texture) + 0.1
 
 
 def test_no_gain_on_held_out_falls_back_to_the_start_model(texture, monkeypatch):
@@ -179,6 +201,17 @@ def test_isotropic_volume_is_refused(texture):
     volume = Volume(data=texture[:32, :32, :32], affine=np.eye(4), modality="mri")
     with pytest.raises(MedsrError, match="one thick axis"):
         ss.adapt(volume, budget=5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"precision": "fp16"}, "precision must be one of"), ({"loss": "l2"}, "loss must be")],
+)
+def test_bad_adapt_options_are_errors(texture, options, message):
+    data, affine = thick_volume(texture, 4, "box")
+    volume = Volume(data=data, affine=affine, modality="mri")
+    with pytest.raises(MedsrError, match=message):
+        ss.adapt(volume, budget=5, **options)
 
 
 # --------------------------------------------------------------------------- CLI
