@@ -24,8 +24,8 @@ so in the provenance sidecar:
    of ``medsr enhance``), else from scratch (an EDSR starting exactly at its bicubic
    skip). Adam with a cosine learning-rate decay over the budget, L1 loss (or MSE), random
    flips; the forward passes under bf16 autocast where the CPU runs it much faster (timed
-   on the first batches: AMX), else fp32. Training stops at the budget, or early when the held-out PSNR has not improved
-   for ``PATIENCE`` checks; the best held-out state is kept.
+   on the first batches: AMX), else fp32. Training stops at the budget, or early when the
+   held-out PSNR has not improved for ``PATIENCE`` checks; the best held-out state is kept.
 4. **Fallback.** When the adapted model does not beat the starting model on the held-out
    patches, the starting model is returned with a warning: adaptation never makes a
    result worse than the default on the scan's own evidence.
