@@ -38,9 +38,8 @@ there, so a long run resumes. Run::
     .venv/bin/python -m benchmarks.medsr_selfsup --budgets 300 --adapt-option loss=mse  # a knob
     .venv/bin/python -m benchmarks.medsr_selfsup --anisotropy mri_nifti/stroke_T1.nii.gz  # own blur
 
-``--adapt-option KEY=VALUE`` passes ``loss``, ``batch_size`` or ``learning_rate`` to
-:func:`~medsr.self_supervised.adapt`, or sets its patch side (``patch``), for the
-self-supervised runs (their method names carry it). ``--anisotropy`` prints, for each
+``--adapt-option KEY=VALUE`` passes ``loss``, ``batch_size``, ``patch_size`` or
+``learning_rate`` to :func:`~medsr.self_supervised.adapt` for the self-supervised runs (their method names carry it). ``--anisotropy`` prints, for each
 reference volume, the share of its power in the upper half of the frequency band along
 each axis (foreground box, mean Hann-windowed periodogram of the lines): a reference that
 is natively blurrier along the simulated thick axis than in-plane scores a method that
@@ -63,7 +62,6 @@ import numpy as np
 from scipy.ndimage import find_objects
 from scipy.signal import periodogram
 from srkit.common.io import atomic_output, atomic_write_text
-from srkit.medsr import self_supervised
 from srkit.medsr.enhance import enhance_volume
 from srkit.medsr.evaluate import evaluate_volumes, grid_distance, otsu_mask
 from srkit.medsr.geometry import voxel_sizes
@@ -244,20 +242,14 @@ def run_case(args, name: str, factor: int, kind: str, gap: float, done: dict) ->
             pred = enhance_volume(lr, plan).volume
         elif method.startswith("selfsup"):
             budget = float(method.split()[1][:-1])
-            options = dict(args.adapt_option)
-            patch = int(options.pop("patch", self_supervised.PATCH))
-            saved, self_supervised.PATCH = self_supervised.PATCH, patch
-            try:
-                model = adapt(
-                    lr,
-                    plan,
-                    budget=budget,
-                    profile=args.adapt_profile,
-                    progress=args.progress,
-                    **options,
-                )
-            finally:
-                self_supervised.PATCH = saved
+            model = adapt(
+                lr,
+                plan,
+                budget=budget,
+                profile=args.adapt_profile,
+                progress=args.progress,
+                **dict(args.adapt_option),
+            )
             pred = enhance_volume(lr, plan, model=model).volume
             record = model.adaptation
             row.update(
@@ -372,7 +364,7 @@ def figure(lr: Volume, outputs: dict, axis: int, path: Path) -> None:
     print(f"wrote {path}")
 
 
-ADAPT_OPTIONS = {"loss": str, "batch_size": int, "learning_rate": float, "patch": int}
+ADAPT_OPTIONS = {"loss": str, "batch_size": int, "learning_rate": float, "patch_size": int}
 
 
 def adapt_option(text: str) -> tuple[str, object]:

@@ -163,11 +163,13 @@ def build_pairs(
 class _Sampler:
     """Random aligned patches from the foreground of the pairs (flips as augmentation)."""
 
-    def __init__(self, pairs, factor: int, rng: np.random.Generator, level: float):
+    def __init__(
+        self, pairs, factor: int, rng: np.random.Generator, level: float, patch: int = PATCH
+    ):
         self.pairs, self.factor, self.rng = pairs, factor, rng
         shapes = np.array([hr.shape for _, hr in pairs])
-        self.hr_h = min(PATCH // factor * factor, int(shapes[:, 0].min()) // factor * factor)
-        self.hr_w = min(PATCH, int(shapes[:, 1].min()))
+        self.hr_h = min(patch // factor * factor, int(shapes[:, 0].min()) // factor * factor)
+        self.hr_w = min(patch, int(shapes[:, 1].min()))
         self.level = level
         weight = np.array([max(float((hr > level).mean()), 1e-3) for _, hr in pairs])
         self.weight = weight / weight.sum()
@@ -295,6 +297,7 @@ def adapt(
     modality: str = "auto",
     loss: str = "l1",
     batch_size: int = 16,
+    patch_size: int = PATCH,
     learning_rate: float | None = None,
     precision: str = "auto",
     seed: int = 0,
@@ -313,6 +316,7 @@ def adapt(
         model: the model to start from (default: the shipped one for the factor).
         modality: ``"auto"``, ``"mri"`` or ``"ct"`` (as ``medsr enhance``).
         loss: ``"l1"`` or ``"mse"``.
+        patch_size: the side of the high-resolution training patches, in output pixels.
         precision: the training steps' arithmetic: ``"fp32"``, ``"bf16"`` (autocast; the
             weights, the held-out checks and the returned model stay fp32) or ``"auto"``
             (bf16 where the CPU runs it at least 1.5x faster than fp32, timed on the first
@@ -327,6 +331,8 @@ def adapt(
     seconds = parse_budget(budget)
     if loss not in ("l1", "mse"):
         raise MedsrError(f"loss must be l1 or mse, got {loss!r}")
+    if patch_size < 8:
+        raise MedsrError(f"patch_size must be at least 8, got {patch_size}")
     if precision not in PRECISIONS:
         raise MedsrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if plan is None:
@@ -363,9 +369,9 @@ def adapt(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     level = 0.1 * float(np.percentile(x, 99))
-    sampler = _Sampler(pairs.train, factor, rng, level)
+    sampler = _Sampler(pairs.train, factor, rng, level, patch_size)
     net = net.to(memory_format=LAYOUT)
-    val = _Sampler(pairs.val, factor, np.random.default_rng(seed + 1), level).batch(
+    val = _Sampler(pairs.val, factor, np.random.default_rng(seed + 1), level, patch_size).batch(
         VAL_PATCHES, flips=False
     )
     start_psnr = _psnr(net, val)
@@ -438,6 +444,7 @@ def adapt(
         holdout_gain_db=round(best_psnr - start_psnr, 4),
         fallback=fallback,
         loss=loss,
+        patch_size=patch_size,
         learning_rate=lr0,
     )
     if fallback:

@@ -16,7 +16,7 @@ from srkit.medsr.enhance import enhance_volume
 from srkit.medsr.errors import MedsrError
 from srkit.medsr.io import Volume
 from srkit.medsr.plan import plan_enhance
-from srkit.medsr.slice_profile import estimate_profile, parse_profile, profile_matrix
+from srkit.medsr.slice_profile import SliceProfile, estimate_profile, parse_profile, profile_matrix
 
 from tests.data.nifti import write_nifti
 from tests.data.thick import isotropic_texture, thick_volume
@@ -203,9 +203,21 @@ def test_isotropic_volume_is_refused(texture):
         ss.adapt(volume, budget=5)
 
 
+def test_patch_size_sets_the_training_patches(texture):
+    data, affine = thick_volume(texture, 4, "box")
+    pairs = ss.build_pairs(data, 2, [1.0, 1.0, 4.0], 4, SliceProfile("box", 4.0, 4.0, "given"))
+    sampler = ss._Sampler(pairs.train, 4, np.random.default_rng(0), 0.0, patch=32)
+    low, high = sampler.batch(3)
+    assert tuple(high.shape) == (3, 1, 32, 32) and tuple(low.shape) == (3, 1, 8, 32)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"precision": "fp16"}, "precision must be one of"), ({"loss": "l2"}, "loss must be")],
+    [
+        ({"precision": "fp16"}, "precision must be one of"),
+        ({"loss": "l2"}, "loss must be"),
+        ({"patch_size": 4}, "patch_size must be at least 8"),
+    ],
 )
 def test_bad_adapt_options_are_errors(texture, options, message):
     data, affine = thick_volume(texture, 4, "box")
