@@ -68,12 +68,15 @@ PATCH = 64  # high-resolution patch side in fine pixels
 VAL_PATCHES = 48
 DEFAULT_KIND = {"mri": "gaussian", "ct": "box"}
 # oneDNN's fast layout for these 2D convolutions on a CPU (1.7x the training steps per
-# second of the contiguous one here; as common.training uses): the net and its batches
+# second of the contiguous one on an Intel Xeon, no consistent difference on an AVX2-only
+# AMD EPYC; as common.training uses): the net and its batches
 LAYOUT = torch.channels_last
 # bf16 autocast for the training steps where the CPU runs it fast (oneDNN on AMX: 3x the
 # steps per second of fp32 on this project's Intel Xeon): "auto" times both on the first
 # batches and keeps bf16 when it is at least BF16_MIN_SPEEDUP faster; held-out checks and
-# the returned model stay fp32
+# the returned model stay fp32. A CPU whose oneDNN has no bf16 kernels (AVX2 only, such as
+# AMD Zen 3) emulates it about 10x slower than fp32: "auto" does not time it there, and a
+# forced "bf16" warns
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_MIN_SPEEDUP = 1.5
 CALIBRATION_STEPS = 3  # timed steps per precision (after one warm-up each), all real steps
@@ -252,13 +255,29 @@ def _step(net, optimizer, criterion, low, high, bf16: bool) -> float:
     return value.item()
 
 
+def cpu_bf16_kernels() -> bool:
+    """Whether oneDNN has bf16 convolution kernels on this CPU (AVX-512 or newer).
+
+    Without them (AVX2-only CPUs) bf16 autocast is emulated and runs about 10x slower than
+    fp32. Assumed present when this torch cannot tell.
+    """
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else True
+    except RuntimeError:
+        return True
+
+
 def _choose_precision(net, optimizer, criterion, sampler, batch_size: int) -> tuple[bool, dict]:
     """Times fp32 and bf16 steps on real batches (they train too); bf16 if it is faster.
 
-    Returns whether to use bf16 and a record: steps taken and both step rates.
+    bf16 is not timed where the CPU has no bf16 kernels (:func:`cpu_bf16_kernels`).
+    Returns whether to use bf16 and a record: steps taken, the step rates and
+    ``bf16_kernels``.
     """
     rates, steps = {}, 0
-    for bf16 in (False, True):
+    native = cpu_bf16_kernels()
+    for bf16 in (False, True) if native else (False,):
         _step(net, optimizer, criterion, *sampler.batch(batch_size), bf16)  # warm-up
         times = []
         for _ in range(CALIBRATION_STEPS):
@@ -269,8 +288,12 @@ def _choose_precision(net, optimizer, criterion, sampler, batch_size: int) -> tu
                 break
         steps += 1 + len(times)
         rates["bf16" if bf16 else "fp32"] = 1.0 / float(np.median(times))
-    use = rates["bf16"] >= BF16_MIN_SPEEDUP * rates["fp32"]
-    record = {"steps_per_s": {k: round(v, 2) for k, v in rates.items()}, "calibration_steps": steps}
+    use = native and rates["bf16"] >= BF16_MIN_SPEEDUP * rates["fp32"]
+    record = {
+        "steps_per_s": {k: round(v, 2) for k, v in rates.items()},
+        "calibration_steps": steps,
+        "bf16_kernels": native,
+    }
     return use, record
 
 
@@ -320,7 +343,8 @@ def adapt(
         precision: the training steps' arithmetic: ``"fp32"``, ``"bf16"`` (autocast; the
             weights, the held-out checks and the returned model stay fp32) or ``"auto"``
             (bf16 where the CPU runs it at least 1.5x faster than fp32, timed on the first
-            batches: CPUs with AMX; budgets under 20 s stay fp32).
+            batches: CPUs with AMX; budgets under 20 s, and CPUs without bf16 kernels
+            (AVX2 only), stay fp32 without timing bf16).
         source_sha256: the input's hash, recorded in the card.
 
     Returns:
@@ -391,6 +415,12 @@ def adapt(
     stopped = "budget"
     net.train()
     bf16 = precision == "bf16"
+    if bf16 and not cpu_bf16_kernels():
+        warnings.warn(
+            "precision bf16: this CPU has no bf16 kernels (AVX2 only), so bf16 is emulated"
+            " and the training steps run about 10x slower than fp32; use fp32 or auto",
+            stacklevel=2,
+        )
     if precision == "auto" and seconds >= CALIBRATION_MIN_BUDGET:
         bf16, timing = _choose_precision(net, optimizer, criterion, sampler, batch_size)
         steps += timing["calibration_steps"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -124,9 +125,12 @@ def test_adaptation_beats_the_pretrained_model_on_an_unseen_profile(texture):
     assert abs(record["profile"]["fwhm_mm"] / 6.0 - 1) <= 0.15
     assert not record["fallback"] and record["holdout_gain_db"] > 0
     assert model.card.name == "mri_smore_x4_selfsup"
-    # "auto" precision timed both on this CPU and kept bf16 only where it was faster
-    rates = record["precision_timing"]["steps_per_s"]
-    faster = rates["bf16"] >= ss.BF16_MIN_SPEEDUP * rates["fp32"]
+    # "auto" precision timed both on this CPU and kept bf16 only where it was faster; a CPU
+    # without bf16 kernels (AVX2 only) was not timed in bf16 at all
+    timing = record["precision_timing"]
+    rates = timing["steps_per_s"]
+    assert timing["bf16_kernels"] == ss.cpu_bf16_kernels() == ("bf16" in rates)
+    faster = "bf16" in rates and rates["bf16"] >= ss.BF16_MIN_SPEEDUP * rates["fp32"]
     assert record["precision"] == ("bf16 autocast" if faster else "fp32")
     adapted = enhance_volume(volume, plan, model=model)
     gain = _psnr(adapted.volume.data, texture) - _psnr(default.volume.data, texture)
@@ -139,7 +143,12 @@ def test_either_precision_adapts_and_returns_an_fp32_model(texture, precision):
     data, affine = thick_volume(texture, 4, "gaussian", fwhm=6.0)
     volume = Volume(data=data, affine=affine, modality="mri")
     plan = plan_enhance(volume.shape, volume.affine)
-    model = ss.adapt(volume, plan, budget=10, profile="gaussian:6", precision=precision)
+    emulated = precision == "bf16" and not ss.cpu_bf16_kernels()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = ss.adapt(volume, plan, budget=10, profile="gaussian:6", precision=precision)
+    slow = [w for w in caught if "no bf16 kernels" in str(w.message)]
+    assert len(slow) == emulated  # the warning where bf16 is emulated, and only there
     record = model.adaptation
     assert record["precision"] == {"bf16": "bf16 autocast", "fp32": "fp32"}[precision]
     assert "precision_timing" not in record
@@ -148,6 +157,27 @@ def test_either_precision_adapts_and_returns_an_fp32_model(texture, precision):
     default = enhance_volume(volume, plan).volume.data
     adapted = enhance_volume(volume, plan, model=model).volume.data
     assert _psnr(adapted, texture) > _psnr(default, texture) + 0.1
+
+
+@pytest.mark.parametrize("kernels", [False, True])
+def test_auto_precision_times_bf16_only_where_the_cpu_has_bf16_kernels(monkeypatch, kernels):
+    """Without bf16 kernels (AVX2 only) "auto" never spends budget on emulated bf16 steps."""
+    monkeypatch.setattr(ss, "cpu_bf16_kernels", lambda: kernels)
+    net = ss.EDSR(dims=2, channels=1, scale=(4, 1), width=8, depth=1, upsampler="direct")
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+    class Batches:
+        def batch(self, size):
+            return torch.rand(size, 1, 4, 16), torch.rand(size, 1, 16, 16)
+
+    use, record = ss._choose_precision(net, optimizer, torch.nn.L1Loss(), Batches(), 2)
+    assert record["bf16_kernels"] is kernels
+    assert set(record["steps_per_s"]) == ({"fp32", "bf16"} if kernels else {"fp32"})
+    if not kernels:
+        assert use is False and record["calibration_steps"] == 1 + ss.CALIBRATION_STEPS
+    else:
+        rates = record["steps_per_s"]
+        assert use == (rates["bf16"] >= ss.BF16_MIN_SPEEDUP * rates["fp32"])
 
 
 def test_no_gain_on_held_out_falls_back_to_the_start_model(texture, monkeypatch):
